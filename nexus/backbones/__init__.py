@@ -1,0 +1,64 @@
+"""Backbones: load a transformer body by name, path or tiny config (DESIGN.md, "Backbones")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoModel, AutoTokenizer
+
+from nexus.backbones.backbone import Backbone, LoraSpec
+from nexus.backbones.tiny import TINY, build_tiny
+
+PACKAGED_NAMES = ("minilm", "smollm2-135m", "gemma3-270m")
+BUILTIN = (*TINY, "arith-lm", *PACKAGED_NAMES)
+
+
+def resolve_backbone_dir(name_or_path: str) -> Path | None:
+    """The local HF directory behind a name (None for the tiny random configs)."""
+    if name_or_path in TINY:
+        return None
+    if name_or_path == "arith-lm":
+        from nexus.backbones.arith_lm import arith_lm_dir
+
+        return arith_lm_dir()
+    if name_or_path in PACKAGED_NAMES:
+        from nexus.backbones.packaged import packaged_model_dir
+
+        return packaged_model_dir(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if not path.is_dir():
+        raise ValueError(
+            f"unknown backbone {name_or_path!r}: not a built-in name ({', '.join(BUILTIN)}) "
+            "and not a local directory"
+        )
+    if not (path / "config.json").is_file():
+        raise ValueError(f"backbone directory {path} has no config.json (expected a Hugging Face model directory)")
+    return path
+
+
+def load_backbone(
+    name_or_path: str, *, seed: int = 0, pooling: str | None = None, max_length: int | None = None,
+    padding_side: str = "right", lora: LoraSpec | dict | None = None, trust_remote_code: bool = False,
+) -> Backbone:
+    """Load a backbone by built-in name or local HF directory; never touches a hub.
+
+    Args:
+        name_or_path: one of `BUILTIN` or a local Hugging Face model directory.
+        seed: init seed of the tiny random configs.
+        pooling: "last" or "mean"; default by architecture (decoder: last, encoder: mean).
+        lora: optional LoRA adapters (`LoraSpec` or its fields as a dict).
+        trust_remote_code: off unless the user asks; only for local directories.
+    """
+    lora = LoraSpec(**lora) if isinstance(lora, dict) else lora
+    directory = resolve_backbone_dir(name_or_path)
+    if directory is None:
+        model, tokenizer = build_tiny(name_or_path, seed=seed)
+    else:
+        kwargs = dict(local_files_only=True, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(directory, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+    return Backbone(model, tokenizer, source=name_or_path, pooling=pooling, max_length=max_length,
+                    padding_side=padding_side, lora=lora)
+
+
+__all__ = ["BUILTIN", "Backbone", "LoraSpec", "load_backbone", "resolve_backbone_dir"]

@@ -1,0 +1,168 @@
+"""`Backbone`: a transformer body, its tokenizer and a pooling rule (texts -> 'b d').
+
+Legend: b batch, n tokens, d hidden.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from nexus.backbones.pooling import POOLERS
+
+# Model types that read text bidirectionally and are pooled by the masked mean.
+ENCODER_TYPES = {
+    "bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2",
+    "electra", "albert", "mpnet", "modernbert",
+}
+# The separator between prompt and response for decoders without a chat template;
+# the task LM (`arith-lm`) is trained on exactly this format.
+PLAIN_TEMPLATE = "{prompt}\n\n{response}"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA adapter settings passed to `peft.LoraConfig` (Hu et al. 2021)."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+
+
+def apply_lora(model: nn.Module, spec: LoraSpec) -> nn.Module:
+    """Wrap `model` with LoRA adapters; only the adapters stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+        target_modules=spec.target_modules, bias="none",
+        # GPT-2 stores its projections as Conv1D (transposed weights).
+        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
+    )
+    return get_peft_model(model, config)
+
+
+def is_encoder_config(config) -> bool:
+    """True for bidirectional encoders (mean pooling), False for decoders (last token)."""
+    architectures = config.architectures or []
+    if any(a.endswith(("CausalLM", "LMHeadModel")) for a in architectures):
+        return False
+    return config.model_type in ENCODER_TYPES
+
+
+class Backbone(nn.Module):
+    """A transformer body that turns (prompt, response) pairs into pooled features 'b d'.
+
+    Decoders read `chat_template(prompt, response)` (or `PLAIN_TEMPLATE` where the
+    tokenizer has none) followed by eos and are pooled at the last non-pad token;
+    encoders read the pair as `[CLS] prompt [SEP] response [SEP]` and are mean-pooled.
+    Over-long inputs are cut from the left, so the end of the response is kept, and
+    a warning reports how many were cut.
+    """
+
+    def __init__(self, model, tokenizer, *, source: str, pooling: str | None = None,
+                 max_length: int | None = None, padding_side: str = "right",
+                 lora: LoraSpec | None = None):
+        super().__init__()
+        self.is_encoder = is_encoder_config(model.config)
+        self.pooling = pooling or ("mean" if self.is_encoder else "last")
+        if self.pooling not in POOLERS:
+            raise ValueError(f"pooling={self.pooling!r}: expected one of {sorted(POOLERS)}")
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side={padding_side!r}: expected 'left' or 'right'")
+        self.source, self.padding_side, self.lora = source, padding_side, lora
+        self.hf_config = model.config
+        self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+        self.model = apply_lora(model, lora) if lora else model
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:  # e.g. Llama-family: pad with eos, pooling reads the mask
+            tokenizer.pad_token = tokenizer.eos_token
+        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 512)
+        self.max_length = int(max_length or min(limit, 2048))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.hf_config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def format(self, prompt: str, response: str) -> str:
+        """The decoder's input text for one (prompt, response)."""
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+        return PLAIN_TEMPLATE.format(prompt=prompt, response=response)
+
+    def token_ids(self, prompts: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
+        """Token ids per pair, eos-terminated for decoders, not yet truncated or padded."""
+        if self.is_encoder:
+            return self.tokenizer(list(prompts), list(responses), truncation=False)["input_ids"]
+        texts = [self.format(p, r) for p, r in zip(prompts, responses)]
+        add_special = not getattr(self.tokenizer, "chat_template", None)
+        ids = self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+        eos = self.tokenizer.eos_token_id
+        return [seq if seq and seq[-1] == eos else [*seq, eos] for seq in ids]
+
+    def collate(self, ids: list[list[int]]) -> dict[str, Tensor]:
+        """Truncate (from the left, with a warning) and pad to the batch's longest."""
+        too_long = [len(seq) for seq in ids if len(seq) > self.max_length]
+        if too_long:
+            warnings.warn(
+                f"{len(too_long)} of {len(ids)} inputs exceed max_length={self.max_length} tokens "
+                f"(longest {max(too_long)}); their first tokens were cut to keep the response end",
+                stacklevel=3,
+            )
+            ids = [seq[-self.max_length:] for seq in ids]
+        width = max(len(seq) for seq in ids)
+        input_ids = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            span = slice(width - len(seq), width) if self.padding_side == "left" else slice(0, len(seq))
+            input_ids[row, span] = torch.tensor(seq, dtype=torch.long)
+            mask[row, span] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, Tensor]:
+        """Tokenize, truncate, pad and move to this backbone's device."""
+        batch = self.collate(self.token_ids(prompts, responses))
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """'b n', 'b n' -> 'b d' pooled features."""
+        kwargs = {}
+        if self._takes_positions:  # positions count attended tokens, so left padding changes nothing
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return POOLERS[self.pooling](hidden, attention_mask)
+
+    def spec(self) -> dict:
+        """What `config.json` records to rebuild this backbone around saved weights."""
+        return {
+            "source": self.source, "pooling": self.pooling, "max_length": self.max_length,
+            "padding_side": self.padding_side, "lora": asdict(self.lora) if self.lora else None,
+        }
+
+    def save_architecture(self, directory: Path) -> None:
+        """Write the HF config and tokenizer (the weights live in the RM's safetensors)."""
+        self.hf_config.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+    @classmethod
+    def from_architecture(cls, directory: Path, spec: dict) -> "Backbone":
+        """Rebuild an un-initialised backbone from `save_architecture`'s files and `spec`."""
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        model = AutoModel.from_config(config)
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        lora = LoraSpec(**spec["lora"]) if spec.get("lora") else None
+        return cls(model, tokenizer, source=spec["source"], pooling=spec["pooling"],
+                   max_length=spec["max_length"], padding_side=spec["padding_side"], lora=lora)

@@ -1,0 +1,207 @@
+"""The one interface every reward model implements (DESIGN.md, "The public interface").
+
+Legend: b batch, s steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+@dataclass
+class RewardOutput:
+    """What `RewardModel.score` returns, in input order.
+
+    Attributes:
+        rewards: 'b' one scalar per (prompt, response); higher is better.
+        uncertainty: 'b' standard deviation of the reward, or None.
+        step_rewards: per input an 's_i' tensor (process RMs), else None.
+        explanations: per input a critique (generative RMs asked to explain), else None.
+    """
+
+    rewards: Tensor
+    uncertainty: Tensor | None = None
+    step_rewards: list[Tensor] | None = None
+    explanations: list[str] | None = None
+
+
+def _check_sequence(name: str, value: Any) -> None:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ValueError(f"{name} must be a sequence (list or tuple) of strings, got {type(value).__name__}")
+
+
+def validate_inputs(prompts: Sequence[str], responses: Sequence, accepts_steps: bool = False) -> None:
+    """Raise ValueError naming the offending index for bad `score`/`compare` input."""
+    _check_sequence("prompts", prompts)
+    _check_sequence("responses", responses)
+    if len(prompts) == 0:
+        raise ValueError("prompts is empty: score needs at least one (prompt, response)")
+    if len(prompts) != len(responses):
+        raise ValueError(f"length mismatch: {len(prompts)} prompts but {len(responses)} responses")
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompts[{i}] is {type(prompt).__name__}, expected str")
+    for i, response in enumerate(responses):
+        if isinstance(response, str):
+            continue
+        if accepts_steps and isinstance(response, Sequence):
+            bad = [j for j, step in enumerate(response) if not isinstance(step, str)]
+            if not bad:
+                continue
+            raise ValueError(f"responses[{i}][{bad[0]}] is {type(response[bad[0]]).__name__}, expected str")
+        expected = "str or a sequence of step strings" if accepts_steps else "str"
+        raise ValueError(f"responses[{i}] is {type(response).__name__}, expected {expected}")
+
+
+def _length(response: str | Sequence[str]) -> int:
+    return len(response) if isinstance(response, str) else sum(len(s) for s in response)
+
+
+def _gather(parts: list[tuple[list[int], RewardOutput]], total: int) -> RewardOutput:
+    """Put per-batch outputs back into input order."""
+    order = [i for idx, _ in parts for i in idx]
+    inverse = torch.empty(total, dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(total)
+
+    def cat(field: str):
+        values = [getattr(out, field) for _, out in parts]
+        if any(v is None for v in values):
+            return None
+        if isinstance(values[0], Tensor):
+            return torch.cat(values)[inverse]
+        flat = [item for v in values for item in v]
+        return [flat[j] for j in inverse.tolist()]
+
+    return RewardOutput(*(cat(f) for f in ("rewards", "uncertainty", "step_rewards", "explanations")))
+
+
+class RewardModel(nn.Module, ABC):
+    """Abstract reward model: `score`, `compare`, `save_pretrained`, `from_pretrained`.
+
+    Subclasses set `model_type`, implement `_score_batch`, `config_dict` and
+    `_from_config`; batching, validation, ordering and checkpoint I/O live here.
+    """
+
+    model_type: ClassVar[str]
+    accepts_steps: ClassVar[bool] = False
+
+    def __init__(self, batch_size: int = 32):
+        super().__init__()
+        self.batch_size = batch_size
+
+    @abstractmethod
+    def _score_batch(self, prompts: list[str], responses: list) -> RewardOutput:
+        """Score one batch (already validated, any order)."""
+
+    @abstractmethod
+    def config_dict(self) -> dict:
+        """Constructor arguments recorded in config.json (JSON-serialisable)."""
+
+    @classmethod
+    @abstractmethod
+    def _from_config(cls, config: dict, directory: Path) -> "RewardModel":
+        """Build an un-initialised model from `config_dict()` and its saved files."""
+
+    def _save_extra(self, directory: Path) -> None:
+        """Write files beside the weights (e.g. the backbone's tokenizer)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None) -> RewardOutput:
+        """Score (prompt, response) pairs; outputs come back in input order.
+
+        Inputs are sorted by length and batched so padding is small. An empty
+        response is valid and gets a score; bad input raises ValueError naming the index.
+        """
+        validate_inputs(prompts, responses, self.accepts_steps)
+        size = batch_size or self.batch_size
+        order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + _length(responses[i])))
+        was_training = self.training
+        self.eval()
+        try:
+            parts = []
+            for start in range(0, len(order), size):
+                idx = order[start:start + size]
+                out = self._score_batch([prompts[i] for i in idx], [responses[i] for i in idx])
+                parts.append((idx, out))
+        finally:
+            self.train(was_training)
+        return _gather(parts, len(prompts))
+
+    def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence) -> Tensor:
+        """'b': P(a preferred to b) = sigmoid(r_a - r_b), the Bradley-Terry model."""
+        validate_inputs(prompts, responses_b, self.accepts_steps)
+        r_a = self.score(prompts, responses_a).rewards
+        r_b = self.score(prompts, responses_b).rewards
+        return torch.sigmoid(r_a - r_b)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write config.json + model.safetensors (+ extras) atomically: temp dir, then rename."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            config = {"model_type": self.model_type, **self.config_dict()}
+            (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+            save_model(self, str(tmp / WEIGHTS_NAME))
+            self._save_extra(tmp)
+            _replace_dir(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardModel":
+        """Load a checkpoint written by `save_pretrained` (safetensors, never pickle)."""
+        path = Path(path)
+        config = read_config(path)
+        model = cls._from_config(config, path)
+        load_model(model, str(path / WEIGHTS_NAME), strict=True)
+        return model.to(device).eval()
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Move `tmp` to `path`; an existing checkpoint is swapped out, then removed."""
+    old = None
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_config(path: Path) -> dict:
+    """config.json of a checkpoint directory, with errors that say what is missing."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+    file = path / CONFIG_NAME
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} has no {CONFIG_NAME}: not a nexus checkpoint (written by save_pretrained)")
+    try:
+        config = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file}:{err.lineno}: malformed JSON: {err.msg}") from err
+    if "model_type" not in config:
+        raise ValueError(f"{file}: missing field 'model_type'")
+    if not (path / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"{path} has no {WEIGHTS_NAME}")
+    return config

@@ -1,0 +1,151 @@
+"""Training losses for reward models: small pure functions of reward tensors.
+
+Shape legend (einops letters):
+    b   batch (preference pairs, or scored samples)
+    ''  a scalar (0-d tensor)
+
+Every pairwise loss takes ``chosen: 'b'`` and ``rejected: 'b'`` rewards and returns a
+scalar ``''`` that is differentiable with respect to both. ``LOSSES`` maps a name to a
+pairwise loss so a trainer can select one from its config.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "bradley_terry_loss",
+    "bradley_terry_margin_loss",
+    "reward_centering_loss",
+    "binary_cross_entropy_loss",
+    "LOSSES",
+]
+
+
+def _check_same_1d(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    """Raises ValueError unless ``a`` and ``b`` are non-empty 1-D tensors of one shape.
+
+    Equal shapes are required rather than broadcast: a ``(b, 1)`` score head output
+    against ``(b,)`` would silently broadcast to ``(b, b)`` and train on wrong pairs.
+    """
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} has shape {tuple(a.shape)} but {name_b} has shape {tuple(b.shape)}; "
+            "they must be equal 1-D 'b' tensors"
+        )
+    if a.ndim != 1:
+        raise ValueError(f"{name_a} and {name_b} must be 1-D 'b' tensors, got shape {tuple(a.shape)}")
+    if a.numel() == 0:
+        raise ValueError(f"{name_a} and {name_b} are empty; a loss needs at least one element")
+
+
+def bradley_terry_loss(chosen: Tensor, rejected: Tensor, margin: Tensor | None = None) -> Tensor:
+    """Bradley-Terry negative log-likelihood of the chosen response being preferred.
+
+    ``-log sigmoid(chosen - rejected - margin)``, averaged over the batch (Bradley & Terry
+    1952; Ouyang et al. 2022 eq. 1). With ``margin`` it is the margin loss of Llama 2
+    (Touvron et al. 2023, eq. 2), as in TRL's ``RewardTrainer`` when the dataset has a
+    ``margin`` column.
+
+    Args:
+        chosen: 'b' rewards of the preferred responses.
+        rejected: 'b' rewards of the dispreferred responses.
+        margin: 'b' required reward gap per pair, or None for no margin.
+
+    Returns:
+        '' mean loss.
+
+    Raises:
+        ValueError: if the shapes differ, are not 1-D, or are empty.
+    """
+    _check_same_1d(chosen, rejected, "chosen", "rejected")
+    logits = chosen - rejected
+    if margin is not None:
+        _check_same_1d(chosen, margin, "chosen", "margin")
+        logits = logits - margin
+    # logsigmoid, not log(sigmoid(.)): the latter underflows to -inf for logits below ~-100.
+    return -F.logsigmoid(logits).mean()
+
+
+def bradley_terry_margin_loss(chosen: Tensor, rejected: Tensor, margin: Tensor | None = None) -> Tensor:
+    """Bradley-Terry loss with a required margin (Touvron et al. 2023, Llama 2 eq. 2).
+
+    Same as ``bradley_terry_loss``, but a missing margin is an error rather than a
+    silent fall-back to the plain loss, so a config asking for ``bt_margin`` on a
+    dataset without margins fails loudly.
+
+    Args:
+        chosen: 'b' rewards of the preferred responses.
+        rejected: 'b' rewards of the dispreferred responses.
+        margin: 'b' required reward gap per pair.
+
+    Returns:
+        '' mean loss.
+
+    Raises:
+        ValueError: if ``margin`` is None, or on any shape error of ``bradley_terry_loss``.
+    """
+    if margin is None:
+        raise ValueError("bt_margin loss needs a 'b' margin tensor, got margin=None")
+    return bradley_terry_loss(chosen, rejected, margin)
+
+
+def reward_centering_loss(chosen: Tensor, rejected: Tensor) -> Tensor:
+    """Auxiliary loss that pulls rewards towards zero mean: ``mean((chosen + rejected)**2)``.
+
+    Eisenstein et al. 2023 ("Helping or Herding?"), as TRL's
+    ``center_rewards_coefficient`` term. BT is invariant to a shift of all rewards; this
+    pins the shift. The caller multiplies by the coefficient.
+
+    Args:
+        chosen: 'b' rewards of the preferred responses.
+        rejected: 'b' rewards of the dispreferred responses.
+
+    Returns:
+        '' mean squared pair sum.
+
+    Raises:
+        ValueError: if the shapes differ, are not 1-D, or are empty.
+    """
+    _check_same_1d(chosen, rejected, "chosen", "rejected")
+    return ((chosen + rejected) ** 2).mean()
+
+
+def binary_cross_entropy_loss(logits: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Binary cross-entropy on reward logits, for outcome and process reward models.
+
+    ``mean(weight * BCE(sigmoid(logits), labels))`` via
+    ``F.binary_cross_entropy_with_logits`` (Cobbe et al. 2021 verifiers; Lightman et al.
+    2023 PRM). With ``weight`` the mean is over all elements (torch's convention), not
+    divided by ``weight.sum()``.
+
+    Args:
+        logits: 'b' reward logits.
+        labels: 'b' targets in [0, 1]: hard 0/1 labels or soft probabilities.
+        weight: 'b' per-element weights, or None.
+
+    Returns:
+        '' mean loss.
+
+    Raises:
+        ValueError: on shape mismatch, or if a label lies outside [0, 1] (names the index).
+    """
+    _check_same_1d(logits, labels, "logits", "labels")
+    bad = ((labels < 0) | (labels > 1) | labels.isnan()).nonzero()
+    if bad.numel():
+        i = int(bad[0, 0])
+        raise ValueError(f"labels[{i}] = {labels[i].item()!r} is outside [0, 1]")
+    if weight is not None:
+        _check_same_1d(logits, weight, "logits", "weight")
+        weight = weight.to(logits.dtype)
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), weight=weight)
+
+
+LOSSES: dict[str, Callable[..., Tensor]] = {
+    "bt": bradley_terry_loss,
+    "bt_margin": bradley_terry_margin_loss,
+}

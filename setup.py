@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="nexus",
+    version="0.1.0",
+    description="A research zoo of reward models for RLHF behind one score() interface",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nexus", "nexus.*", "experiments", "experiments.*"]),
+    package_data={"experiments": ["conf/**/*.yaml", "conf/*.yaml"]},
+    install_requires=[
+        # torch is installed first by the Makefile (TORCH_SPEC) so a CPU or CUDA build can be chosen.
+        "torch>=2.1",
+        "transformers>=4.46",
+        "tokenizers",
+        "einops",
+        "numpy",
+        "scipy",
+        "hydra-core>=1.3",
+        "wandb",
+        "safetensors",
+        "peft",
+        "accelerate",
+        "tqdm",
+        "matplotlib",
+        "gguf",
+    ],
+    extras_require={"dev": ["pytest"]},
+)
