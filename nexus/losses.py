@@ -38,7 +38,9 @@ def _check_same_1d(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
             "they must be equal 1-D 'b' tensors"
         )
     if a.ndim != 1:
-        raise ValueError(f"{name_a} and {name_b} must be 1-D 'b' tensors, got shape {tuple(a.shape)}")
+        raise ValueError(
+            f"{name_a} and {name_b} must be 1-D 'b' tensors, got shape {tuple(a.shape)}"
+        )
     if a.numel() == 0:
         raise ValueError(f"{name_a} and {name_b} are empty; a loss needs at least one element")
 
@@ -71,7 +73,9 @@ def bradley_terry_loss(chosen: Tensor, rejected: Tensor, margin: Tensor | None =
     return -F.logsigmoid(logits).mean()
 
 
-def bradley_terry_margin_loss(chosen: Tensor, rejected: Tensor, margin: Tensor | None = None) -> Tensor:
+def bradley_terry_margin_loss(
+    chosen: Tensor, rejected: Tensor, margin: Tensor | None = None
+) -> Tensor:
     """Bradley-Terry loss with a required margin (Touvron et al. 2023, Llama 2 eq. 2).
 
     Same as ``bradley_terry_loss``, but a missing margin is an error rather than a
@@ -115,7 +119,9 @@ def reward_centering_loss(chosen: Tensor, rejected: Tensor) -> Tensor:
     return ((chosen + rejected) ** 2).mean()
 
 
-def binary_cross_entropy_loss(logits: Tensor, labels: Tensor, weight: Tensor | None = None) -> Tensor:
+def binary_cross_entropy_loss(
+    logits: Tensor, labels: Tensor, weight: Tensor | None = None
+) -> Tensor:
     """Binary cross-entropy on reward logits, for outcome and process reward models.
 
     ``mean(weight * BCE(sigmoid(logits), labels))`` via

@@ -213,7 +213,9 @@ def preference_probabilities(chosen: Any, rejected: Any) -> tuple[np.ndarray, np
     return probs, labels
 
 
-def preference_ece(chosen: Any, rejected: Any, n_bins: int = 10, strategy: str = "uniform") -> float:
+def preference_ece(
+    chosen: Any, rejected: Any, n_bins: int = 10, strategy: str = "uniform"
+) -> float:
     """ECE of Bradley-Terry preference probabilities, both orientations (see above).
 
     Args:
@@ -289,7 +291,9 @@ def _correlation_inputs(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"a correlation needs at least 2 points, got {a.size}")
     for name, arr in (("x", a), ("y", b)):
         if np.all(arr == arr[0]):
-            raise ValueError(f"{name} is constant ({float(arr[0])!r}); its rank correlation is undefined")
+            raise ValueError(
+                f"{name} is constant ({float(arr[0])!r}); its rank correlation is undefined"
+            )
     return a, b
 
 

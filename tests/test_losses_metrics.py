@@ -1,4 +1,4 @@
-"""Tests for nexus.losses and nexus.metrics against hand-worked values and brute-force references."""
+"""Tests for nexus.losses and nexus.metrics: hand-worked values and brute-force references."""
 
 import math
 
@@ -70,7 +70,8 @@ def test_reward_centering_hand_value():
 def test_bce_hand_values():
     logits, labels = torch.tensor([0.0, 2.0]), torch.tensor([1, 0])
     expected = (math.log(2) + math.log(1 + math.exp(2))) / 2
-    assert losses.binary_cross_entropy_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    loss = losses.binary_cross_entropy_loss(logits, labels)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
     weighted = losses.binary_cross_entropy_loss(logits, labels, torch.tensor([1.0, 0.0]))
     assert weighted.item() == pytest.approx(math.log(2) / 2, rel=1e-6)
     soft = losses.binary_cross_entropy_loss(torch.tensor([1.0]), torch.tensor([0.3]))
@@ -96,13 +97,15 @@ def test_inputs_torch_numpy_list_agree():
     expected = np.mean([0.2, -1.0, -0.5])
     for conv in (list, np.array, lambda x: torch.tensor(x, requires_grad=True)):
         assert metrics.mean_margin(conv(c), conv(r)) == pytest.approx(expected, rel=1e-6)
-    assert metrics.mean_margin(torch.tensor(c, dtype=torch.bfloat16), r) == pytest.approx(expected, abs=0.02)
+    bf16 = torch.tensor(c, dtype=torch.bfloat16)
+    assert metrics.mean_margin(bf16, r) == pytest.approx(expected, abs=0.02)
 
 
 def test_reward_stats_hand_values():
     s = metrics.reward_stats([4.0, 1.0, 3.0, 2.0])
     assert s == pytest.approx(
-        {"mean": 2.5, "std": math.sqrt(1.25), "min": 1.0, "max": 4.0, "p05": 1.15, "p50": 2.5, "p95": 3.85}
+        {"mean": 2.5, "std": math.sqrt(1.25), "min": 1.0, "max": 4.0,
+         "p05": 1.15, "p50": 2.5, "p95": 3.85}
     )
     assert all(type(v) is float for v in s.values())
 
@@ -210,7 +213,8 @@ def test_spearman_and_kendall_match_references():
 
 @pytest.mark.parametrize(
     "fn",
-    [metrics.pairwise_accuracy, metrics.mean_margin, metrics.brier_score, metrics.auroc, metrics.spearman],
+    [metrics.pairwise_accuracy, metrics.mean_margin, metrics.brier_score, metrics.auroc,
+     metrics.spearman],
 )
 def test_length_mismatch_names_both_lengths(fn):
     with pytest.raises(ValueError, match="length 3.*length 2"):

@@ -1,0 +1,1 @@
+"""Hydra entry points (the only place that composes configs; `nexus/` never imports Hydra)."""

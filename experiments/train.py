@@ -1,0 +1,51 @@
+"""Train a reward model: `python -m experiments.train model=scalar backbone=arith-lm ...`.
+
+Writes into the Hydra run directory: config.yaml, the final model (`model/`,
+safetensors + config.json), metrics.json/.csv, results.md and reliability.png.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from transformers import set_seed
+
+from experiments.common import configure_logger, evaluation_report, load_pairs, save_config
+from nexus.training import RewardTrainer
+
+
+def run(cfg: DictConfig, out_dir: Path):
+    """Train, save and evaluate; returns the trained model (tests call this directly)."""
+    set_seed(cfg.seed)
+    backbone = instantiate(cfg.backbone)
+    model = instantiate(cfg.model, backbone=backbone)
+    train, evals = load_pairs(cfg.data)
+    args = instantiate(cfg.trainer, report_to=configure_logger(cfg.logger))
+    first_eval = next(iter(evals.values()), None)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train, eval_dataset=first_eval)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - start
+    if not trainer.is_world_process_zero():
+        return model
+    save_config(cfg, out_dir)
+    model.save_pretrained(cfg.save_dir)
+    pairs_per_s = result.metrics["train_samples_per_second"]
+    columns = {"model": model.model_type, "backbone": cfg.backbone.name_or_path,
+               "train_pairs_per_s": round(pairs_per_s, 1), "train_s": round(train_seconds, 1)}
+    table = evaluation_report(model, evals, out_dir, columns)
+    print(f"\nheld-out evaluation ({out_dir}):\n{table}\nmodel saved to {cfg.save_dir}", flush=True)
+    return model
+
+
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run(cfg, Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir))
+
+
+if __name__ == "__main__":
+    main()

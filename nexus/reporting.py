@@ -1,0 +1,61 @@
+"""Run reports: metrics as JSON and CSV, a Markdown table, and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from nexus import metrics
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """Rows of dicts (same keys) -> a GitHub Markdown table."""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(directory: Path, rows: Sequence[dict], extra: dict | None = None) -> str:
+    """Write metrics.json, metrics.csv and results.md into `directory`; return the table."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "metrics.json").write_text(json.dumps({"rows": list(rows), **(extra or {})}, indent=2) + "\n")
+    with open(directory / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = markdown_table(rows)
+    (directory / "results.md").write_text(table + "\n")
+    return table
+
+
+def plot_reliability(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10) -> None:
+    """Reliability diagram of P(chosen preferred) per named set of (chosen, rejected) rewards."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    for name, (chosen, rejected) in curves.items():
+        probs, labels = metrics.preference_probabilities(chosen, rejected)
+        curve = metrics.reliability_curve(probs, labels, n_bins=n_bins)
+        ece = metrics.expected_calibration_error(probs, labels, n_bins=n_bins)
+        ax.plot(curve["mean_prob"], curve["mean_label"], marker="o", label=f"{name} (ECE {ece:.3f})")
+    ax.set(xlabel="predicted P(preferred)", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
+           title="Reliability of sigmoid(r_a - r_b)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

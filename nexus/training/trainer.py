@@ -1,0 +1,82 @@
+"""`RewardTrainer`: `transformers.Trainer` with a pairwise reward loss.
+
+Checkpointing, resuming, gradient accumulation, mixed precision, torchrun/accelerate
+data parallelism and `report_to` come from the library. Legend: b pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from einops import rearrange
+from transformers import Trainer, TrainingArguments
+
+from nexus import losses, metrics
+from nexus.data.collators import PairwiseCollator
+
+
+@dataclass
+class RewardTrainingArguments(TrainingArguments):
+    """`TrainingArguments` plus the reward loss, as TRL's RewardConfig."""
+
+    loss: str = field(default="bt", metadata={"help": f"pairwise loss: one of {sorted(losses.LOSSES)}"})
+    center_rewards_coefficient: float | None = field(
+        default=None, metadata={"help": "weight of mean((r_c + r_r)^2), Eisenstein et al. 2023"}
+    )
+    remove_unused_columns: bool = False
+    report_to: str | list[str] = "none"
+
+
+def pairwise_metrics(eval_pred) -> dict[str, float]:
+    """Accuracy, mean margin, ECE (both orientations) and NLL from 'b 2' eval rewards."""
+    rewards = np.asarray(eval_pred.predictions, dtype=np.float64)
+    chosen, rejected = rewards[:, 0], rewards[:, 1]
+    probs, labels = metrics.preference_probabilities(chosen, rejected)
+    return {
+        "accuracy": metrics.pairwise_accuracy(chosen, rejected),
+        "margin": metrics.mean_margin(chosen, rejected),
+        "ece": metrics.preference_ece(chosen, rejected),
+        "nll": metrics.negative_log_likelihood(probs, labels),
+    }
+
+
+class RewardTrainer(Trainer):
+    """Trains any RM whose `forward(input_ids, attention_mask)` returns rewards 'b'.
+
+    The collated batch holds chosen then rejected ('(2 b) n'), so one forward pass
+    scores both halves of every pair.
+    """
+
+    def __init__(self, model, args: RewardTrainingArguments, data_collator=None, compute_metrics=None, **kwargs):
+        if args.loss not in losses.LOSSES:
+            raise ValueError(f"loss={args.loss!r}: expected one of {sorted(losses.LOSSES)}")
+        super().__init__(
+            model=model, args=args,
+            data_collator=data_collator or PairwiseCollator(model.backbone),
+            compute_metrics=compute_metrics or pairwise_metrics, **kwargs,
+        )
+
+    def pair_rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        rewards = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        chosen, rejected = rearrange(rewards, "(two b) -> two b", two=2)
+        return chosen, rejected
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        chosen, rejected = self.pair_rewards(model, inputs)
+        margin = inputs.get("margin") if self.args.loss == "bt_margin" else None
+        loss = losses.LOSSES[self.args.loss](chosen, rejected, margin)
+        if self.args.center_rewards_coefficient:
+            loss = loss + self.args.center_rewards_coefficient * losses.reward_centering_loss(chosen, rejected)
+        if return_outputs:
+            return loss, {"rewards": torch.stack([chosen, rejected], dim=-1)}
+        return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        rewards = outputs["rewards"].detach()
+        # Every pair's label is "chosen wins"; the metrics read the 'b 2' rewards.
+        return loss.detach(), rewards, torch.zeros(rewards.shape[0], device=rewards.device)

@@ -1,0 +1,79 @@
+"""Backbones: tiny configs, the byte tokenizer, pooling, truncation, name resolution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nexus.backbones import load_backbone
+from nexus.backbones.pooling import last_token_index, last_token_pool, mean_pool
+from nexus.backbones.tokenizer import build_byte_tokenizer
+
+
+def test_byte_tokenizer_is_lossless():
+    tok = build_byte_tokenizer()
+    text = "(23 + 17) * 4 - 9\n23 + 17 = 40\tünïcødé ✓ 🙂"
+    ids = tok(text)["input_ids"]
+    assert tok.unk_token_id not in ids
+    assert tok.decode(ids) == text
+    assert len(tok("12 + 3")["input_ids"]) == 6  # one token per ASCII character
+
+
+def test_last_token_index_reads_the_mask():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 0, 0, 0, 0]])
+    assert last_token_index(mask).tolist() == [2, 4, 0]
+    hidden = torch.arange(3 * 5 * 2, dtype=torch.float32).reshape(3, 5, 2)
+    assert last_token_pool(hidden, mask).tolist() == [[4.0, 5.0], [18.0, 19.0], [20.0, 21.0]]
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [4.0], [6.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert mean_pool(hidden, mask).squeeze(-1).tolist() == [2.0, 4.0]
+
+
+@pytest.mark.parametrize("name, pooling", [("tiny-gpt2", "last"), ("tiny-llama", "last"), ("tiny-bert", "mean")])
+def test_tiny_backbones(name, pooling):
+    bb = load_backbone(name)
+    assert bb.pooling == pooling and bb.hidden_size == 64
+    feats = bb(**bb.encode(["1 + 1", "2 + 2"], ["1 + 1 = 2", "2 + 2 = 5"]))
+    assert feats.shape == (2, 64) and torch.isfinite(feats).all()
+    assert not torch.allclose(feats[0], feats[1])
+
+
+def test_tiny_backbones_are_seeded():
+    a, b, c = load_backbone("tiny-gpt2", seed=1), load_backbone("tiny-gpt2", seed=1), load_backbone("tiny-gpt2", seed=2)
+    wa, wb, wc = (next(m.parameters()) for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+
+
+def test_decoder_input_ends_with_eos():
+    bb = load_backbone("tiny-gpt2")
+    ids = bb.token_ids(["2 + 2"], ["2 + 2 = 4"])[0]
+    assert ids[-1] == bb.tokenizer.eos_token_id
+    assert bb.tokenizer.decode(ids[:-1]) == "2 + 2\n\n2 + 2 = 4"
+
+
+def test_truncation_cuts_the_left_and_warns_with_counts():
+    bb = load_backbone("tiny-gpt2", max_length=8)
+    with pytest.warns(UserWarning, match=r"1 of 2 inputs exceed max_length=8 tokens \(longest 15\)"):
+        batch = bb.encode(["a", "1 + 2 + 3"], ["b", "= 6"])
+    ids = batch["input_ids"][1].tolist()
+    assert len(ids) == 8 and ids[-1] == bb.tokenizer.eos_token_id
+    assert bb.tokenizer.decode(ids[:-1]) == " 3\n\n= 6"
+
+
+def test_unknown_backbone_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown backbone 'gpt-5'.*tiny-gpt2.*not a local directory"):
+        load_backbone("gpt-5")
+    with pytest.raises(ValueError, match="has no config.json"):
+        load_backbone(str(tmp_path))
+
+
+def test_local_directory_backbone_loads_offline(tmp_path):
+    bb = load_backbone("tiny-llama", seed=3)
+    bb.model.save_pretrained(tmp_path)
+    bb.tokenizer.save_pretrained(tmp_path)
+    again = load_backbone(str(tmp_path))
+    inputs = bb.encode(["x"], ["y"])
+    torch.testing.assert_close(again(**inputs), bb(**inputs))
