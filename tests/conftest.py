@@ -31,13 +31,17 @@ def scalar_rm():
 
 def compose_train(tmp_path, overrides: list[str]):
     """Compose experiments/conf/train.yaml as `python -m experiments.train` would."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    from pathlib import Path
 
-    with initialize_config_module("experiments.conf", version_base="1.3"):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    conf = Path(__file__).resolve().parents[1] / "experiments" / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("train", overrides=[f"hydra.run.dir={tmp_path}", *overrides], return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    OmegaConf.set_readonly(cfg.hydra, False)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
     return cfg

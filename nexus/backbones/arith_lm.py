@@ -23,10 +23,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
 from nexus.backbones.backbone import PLAIN_TEMPLATE
-try:
-    from nexus.backbones.packaged import cache_dir
-except ImportError:  # TEMP
-    cache_dir = None
+from nexus.backbones.packaged import cache_dir
 from nexus.backbones.tokenizer import build_byte_tokenizer
 from nexus.data.arithmetic import SPLITS, correct_solutions
 
