@@ -30,6 +30,7 @@ def run(cfg: DictConfig, out_dir: Path):
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
+    print(f"trained {model.model_type} on world_size={args.world_size} process(es) in {train_seconds:.1f} s", flush=True)
     if not trainer.is_world_process_zero():
         return model
     save_config(cfg, out_dir)

@@ -77,3 +77,30 @@ def test_local_directory_backbone_loads_offline(tmp_path):
     again = load_backbone(str(tmp_path))
     inputs = bb.encode(["x"], ["y"])
     torch.testing.assert_close(again(**inputs), bb(**inputs))
+
+
+def test_token_logprob_stats_by_hand():
+    from nexus.backbones.backbone import token_logprob_stats
+
+    # vocab 2; row 0 reads tokens [0, 1, 1] (all attended), row 1 reads [1, 0] then a pad.
+    logits = torch.zeros(2, 3, 2)
+    logits[0, 0] = torch.tensor([0.0, 2.0])  # predicts token 1 (p = sigmoid(2))
+    logits[0, 1] = torch.tensor([3.0, 0.0])  # predicts token 0, but 1 comes
+    ids = torch.tensor([[0, 1, 1], [1, 0, 0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    stats = token_logprob_stats(logits, ids, mask)
+    lp_a, lp_b = torch.log(torch.sigmoid(torch.tensor(2.0))), torch.log(torch.sigmoid(torch.tensor(-3.0)))
+    torch.testing.assert_close(stats[0], torch.stack([(lp_a + lp_b) / 2, lp_b]))
+    torch.testing.assert_close(stats[1], torch.tensor([torch.log(torch.tensor(0.5))] * 2))
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_lm_logprob_features_are_padding_invariant(name):
+    bb = load_backbone(name, lm_logprobs=True)
+    assert bb.feature_size == bb.hidden_size + 2
+    prompts, responses = ["1 + 2", "3 - 4 + 5 - 1"], ["1 + 2 = 3", "3 - 4 = -1\n-1 + 5 = 4\n4 - 1 = 3"]
+    right = bb(**bb.encode(prompts, responses))
+    bb.padding_side = "left"
+    torch.testing.assert_close(bb(**bb.encode(prompts, responses)), right, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="lm_logprobs=True needs a decoder"):
+        load_backbone("tiny-bert", lm_logprobs=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.backbone import Backbone, LoraSpec
 from nexus.backbones.tiny import TINY, build_tiny
@@ -39,6 +39,7 @@ def resolve_backbone_dir(name_or_path: str) -> Path | None:
 def load_backbone(
     name_or_path: str, *, seed: int = 0, pooling: str | None = None, max_length: int | None = None,
     padding_side: str = "right", lora: LoraSpec | dict | None = None, trust_remote_code: bool = False,
+    lm_logprobs: bool = False,
 ) -> Backbone:
     """Load a backbone by built-in name or local HF directory; never touches a hub.
 
@@ -48,17 +49,19 @@ def load_backbone(
         pooling: "last" or "mean"; default by architecture (decoder: last, encoder: mean).
         lora: optional LoRA adapters (`LoraSpec` or its fields as a dict).
         trust_remote_code: off unless the user asks; only for local directories.
+        lm_logprobs: load a decoder with its LM head and append the mean and min token
+            log-likelihood to the pooled features (see `Backbone`).
     """
     lora = LoraSpec(**lora) if isinstance(lora, dict) else lora
     directory = resolve_backbone_dir(name_or_path)
     if directory is None:
-        model, tokenizer = build_tiny(name_or_path, seed=seed)
+        model, tokenizer = build_tiny(name_or_path, seed=seed, with_lm_head=lm_logprobs)
     else:
         kwargs = dict(local_files_only=True, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(directory, **kwargs)
+        model = (AutoModelForCausalLM if lm_logprobs else AutoModel).from_pretrained(directory, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     return Backbone(model, tokenizer, source=name_or_path, pooling=pooling, max_length=max_length,
-                    padding_side=padding_side, lora=lora)
+                    padding_side=padding_side, lora=lora, lm_logprobs=lm_logprobs)
 
 
 __all__ = ["BUILTIN", "Backbone", "LoraSpec", "load_backbone", "resolve_backbone_dir"]

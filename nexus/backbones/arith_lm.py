@@ -27,7 +27,7 @@ from nexus.backbones.packaged import cache_dir
 from nexus.backbones.tokenizer import build_byte_tokenizer
 from nexus.data.arithmetic import SPLITS, correct_solutions
 
-FORMAT_VERSION = 1  # bump when the recipe changes, so old caches are not reused
+FORMAT_VERSION = 2  # bump when the recipe changes, so old caches are not reused
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ArithLMConfig:
     n_head: int = 4
     n_positions: int = 256
     n_examples: int = 200_000
-    max_steps: int = 3000
+    max_steps: int = 1500
     batch_size: int = 64
     learning_rate: float = 2e-3
     warmup_steps: int = 100
@@ -52,24 +52,25 @@ class ArithLMConfig:
 
 
 class _SolutionCollator:
-    """(prompt, response) -> LM batch; loss only on the response and eos (SFT convention)."""
+    """(prompt, response) -> LM batch in the RM's input format (`PLAIN_TEMPLATE` + eos).
+
+    The loss covers the prompt too, unlike chat SFT: the prompt's log-likelihood is
+    then meaningful, which `Backbone(lm_logprobs=True)` reads over the whole input.
+    """
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
 
     def __call__(self, pairs):
-        tok, rows, targets = self.tokenizer, [], []
-        for prompt, response in pairs:
-            head = tok(PLAIN_TEMPLATE.format(prompt=prompt, response=""))["input_ids"]
-            ids = tok(PLAIN_TEMPLATE.format(prompt=prompt, response=response))["input_ids"] + [tok.eos_token_id]
-            rows.append(ids)
-            targets.append([-100] * len(head) + ids[len(head):])
+        tok = self.tokenizer
+        texts = [PLAIN_TEMPLATE.format(prompt=p, response=r) for p, r in pairs]
+        rows = [ids + [tok.eos_token_id] for ids in tok(texts)["input_ids"]]
         width = max(map(len, rows))
         pad = lambda seq, value: seq + [value] * (width - len(seq))  # noqa: E731
         return {
             "input_ids": torch.tensor([pad(r, tok.pad_token_id) for r in rows]),
             "attention_mask": torch.tensor([pad([1] * len(r), 0) for r in rows]),
-            "labels": torch.tensor([pad(t, -100) for t in targets]),
+            "labels": torch.tensor([pad(r, -100) for r in rows]),
         }
 
 

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.pooling import POOLERS
 
@@ -58,6 +58,22 @@ def is_encoder_config(config) -> bool:
     return config.model_type in ENCODER_TYPES
 
 
+def token_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """'b n v', 'b n', 'b n' -> 'b 2': mean and min log-likelihood of the tokens read.
+
+    Each attended token is scored by the LM head at the position before it. The
+    minimum is the single most surprising token: a wrong step stands out there,
+    and the prompt, shared by both sides of a pair, cancels in the mean's difference.
+    """
+    logp = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
+    count = valid.sum(-1).clamp(min=1)
+    mean = torch.where(valid, logp, 0.0).sum(-1) / count
+    low = torch.where(valid, logp, torch.inf).amin(-1)
+    low = torch.where(valid.any(-1), low, 0.0)  # a one-token input has nothing to score
+    return torch.stack([mean, low], dim=-1)
+
+
 class Backbone(nn.Module):
     """A transformer body that turns (prompt, response) pairs into pooled features 'b d'.
 
@@ -65,14 +81,19 @@ class Backbone(nn.Module):
     tokenizer has none) followed by eos and are pooled at the last non-pad token;
     encoders read the pair as `[CLS] prompt [SEP] response [SEP]` and are mean-pooled.
     Over-long inputs are cut from the left, so the end of the response is kept, and
-    a warning reports how many were cut.
+    a warning reports how many were cut. With `lm_logprobs` (decoders loaded with
+    their LM head) the features also carry the mean and min token log-likelihood
+    under that head, so an RM can use what its SFT initialisation already knows.
     """
 
     def __init__(self, model, tokenizer, *, source: str, pooling: str | None = None,
                  max_length: int | None = None, padding_side: str = "right",
-                 lora: LoraSpec | None = None):
+                 lora: LoraSpec | None = None, lm_logprobs: bool = False):
         super().__init__()
         self.is_encoder = is_encoder_config(model.config)
+        if lm_logprobs and (self.is_encoder or model.get_output_embeddings() is None):
+            raise ValueError("lm_logprobs=True needs a decoder loaded with its LM head (AutoModelForCausalLM)")
+        self.lm_logprobs = lm_logprobs
         self.pooling = pooling or ("mean" if self.is_encoder else "last")
         if self.pooling not in POOLERS:
             raise ValueError(f"pooling={self.pooling!r}: expected one of {sorted(POOLERS)}")
@@ -91,6 +112,11 @@ class Backbone(nn.Module):
     @property
     def hidden_size(self) -> int:
         return int(self.hf_config.hidden_size)
+
+    @property
+    def feature_size(self) -> int:
+        """Width of `forward`'s output: hidden size, plus 2 with `lm_logprobs`."""
+        return self.hidden_size + (2 if self.lm_logprobs else 0)
 
     @property
     def device(self) -> torch.device:
@@ -142,14 +168,22 @@ class Backbone(nn.Module):
         kwargs = {}
         if self._takes_positions:  # positions count attended tokens, so left padding changes nothing
             kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        return POOLERS[self.pooling](hidden, attention_mask)
+        # LoRA layers are injected in place, so the unwrapped model still runs them.
+        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        body = lm.base_model  # the transformer without its LM head (itself for AutoModel)
+        hidden = body(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        pooled = POOLERS[self.pooling](hidden, attention_mask)
+        if not self.lm_logprobs:
+            return pooled
+        logits = lm.get_output_embeddings()(hidden)
+        return torch.cat([pooled, token_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
 
     def spec(self) -> dict:
         """What `config.json` records to rebuild this backbone around saved weights."""
         return {
             "source": self.source, "pooling": self.pooling, "max_length": self.max_length,
             "padding_side": self.padding_side, "lora": asdict(self.lora) if self.lora else None,
+            "lm_logprobs": self.lm_logprobs,
         }
 
     def save_architecture(self, directory: Path) -> None:
@@ -161,8 +195,10 @@ class Backbone(nn.Module):
     def from_architecture(cls, directory: Path, spec: dict) -> "Backbone":
         """Rebuild an un-initialised backbone from `save_architecture`'s files and `spec`."""
         config = AutoConfig.from_pretrained(directory, local_files_only=True)
-        model = AutoModel.from_config(config)
+        lm_logprobs = bool(spec.get("lm_logprobs", False))
+        model = (AutoModelForCausalLM if lm_logprobs else AutoModel).from_config(config)
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         lora = LoraSpec(**spec["lora"]) if spec.get("lora") else None
         return cls(model, tokenizer, source=spec["source"], pooling=spec["pooling"],
-                   max_length=spec["max_length"], padding_side=spec["padding_side"], lora=lora)
+                   max_length=spec["max_length"], padding_side=spec["padding_side"], lora=lora,
+                   lm_logprobs=lm_logprobs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from transformers import AutoModel, BertConfig, GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, BertConfig, GPT2Config, LlamaConfig, PretrainedConfig, PreTrainedModel
 
 from nexus.backbones.tokenizer import build_byte_tokenizer
 
@@ -30,11 +30,11 @@ def _tiny_config(name: str, vocab_size: int, pad_id: int, eos_id: int) -> Pretra
 TINY = ("tiny-gpt2", "tiny-llama", "tiny-bert")
 
 
-def build_tiny(name: str, seed: int = 0) -> tuple[PreTrainedModel, object]:
-    """A seeded random-weight tiny model and the local byte tokenizer."""
+def build_tiny(name: str, seed: int = 0, with_lm_head: bool = False) -> tuple[PreTrainedModel, object]:
+    """A seeded random-weight tiny model (optionally with its LM head) and the byte tokenizer."""
     tokenizer = build_byte_tokenizer(MAX_POSITIONS)
     config = _tiny_config(name, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModel.from_config(config)
+        model = (AutoModelForCausalLM if with_lm_head else AutoModel).from_config(config)
     return model, tokenizer

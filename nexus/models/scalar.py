@@ -31,7 +31,7 @@ class ScalarRewardModel(RewardModel):
         super().__init__(batch_size=batch_size)
         self.backbone = backbone
         self.head_hidden, self.dropout = head_hidden, dropout
-        self.head = ScalarHead(backbone.hidden_size, head_hidden, dropout)
+        self.head = ScalarHead(backbone.feature_size, head_hidden, dropout)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """'b n', 'b n' -> 'b' rewards."""
