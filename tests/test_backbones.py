@@ -96,7 +96,7 @@ def test_token_logprob_stats_by_hand():
 
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
 def test_lm_logprob_features_are_padding_invariant(name):
-    bb = load_backbone(name, lm_logprobs=True)
+    bb = load_backbone(name, lm_logprobs=True).eval()  # eval: GPT-2 has dropout
     assert bb.feature_size == bb.hidden_size + 2
     prompts, responses = ["1 + 2", "3 - 4 + 5 - 1"], ["1 + 2 = 3", "3 - 4 = -1\n-1 + 5 = 4\n4 - 1 = 3"]
     right = bb(**bb.encode(prompts, responses))
