@@ -89,3 +89,16 @@ def test_arith_lm_command_trains_caches_and_loads(tmp_path):
     assert second.stdout.strip().splitlines()[-1] == str(path) and "training" not in second.stdout
     backbone = load_backbone(str(path))
     assert backbone.hidden_size == 128 and backbone.pooling == "last"
+
+
+def test_wandb_logger_runs_offline(tmp_path, monkeypatch):
+    from experiments.train import run
+    from tests.conftest import compose_train
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = compose_train(tmp_path, ["backbone=tiny-gpt2", "trainer=debug", "logger=wandb",
+                                   "data.n_train=32", "data.n_eval=16"])
+    run(cfg, tmp_path)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs and any(runs[0].rglob("*.wandb"))

@@ -7,21 +7,23 @@ from pathlib import Path
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.backbone import Backbone, LoraSpec
+from nexus.backbones.packaged import PACKAGED
 from nexus.backbones.tiny import TINY, build_tiny
 
-PACKAGED_NAMES = ("minilm", "smollm2-135m", "gemma3-270m")
-BUILTIN = (*TINY, "arith-lm", *PACKAGED_NAMES)
+BUILTIN = (*TINY, "arith-lm", *PACKAGED)
 
 
 def resolve_backbone_dir(name_or_path: str) -> Path | None:
     """The local HF directory behind a name (None for the tiny random configs)."""
     if name_or_path in TINY:
         return None
-    if name_or_path == "arith-lm":
-        from nexus.backbones.arith_lm import arith_lm_dir
+    if name_or_path == "arith-lm" or name_or_path.startswith("arith-lm@"):
+        from nexus.backbones.arith_lm import ArithLMConfig, arith_lm_dir
 
-        return arith_lm_dir()
-    if name_or_path in PACKAGED_NAMES:
+        # "arith-lm@shifted": the task LM trained on another split of the arithmetic task.
+        split = name_or_path.partition("@")[2] or "id"
+        return arith_lm_dir(ArithLMConfig(split=split))
+    if name_or_path in PACKAGED:
         from nexus.backbones.packaged import packaged_model_dir
 
         return packaged_model_dir(name_or_path)

@@ -46,6 +46,10 @@ class ArithLMConfig:
     warmup_steps: int = 100
     seed: int = 0
 
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"ArithLMConfig.split={self.split!r}: expected one of {sorted(SPLITS)}")
+
     def key(self) -> str:
         payload = json.dumps({**asdict(self), "format": FORMAT_VERSION, "task": repr(SPLITS[self.split])})
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
