@@ -28,9 +28,9 @@ def keyword_pairs(n: int, seed: int) -> list[PairwiseExample]:
     return pairs
 
 
-def make_trainer(tmp_path, max_steps: int, **kwargs) -> RewardTrainer:
+def make_trainer(tmp_path, max_steps: int, lm_logprobs: bool = False, **kwargs) -> RewardTrainer:
     torch.manual_seed(0)
-    rm = ScalarRewardModel(load_backbone("tiny-gpt2"), head_hidden=16, dropout=0.0)
+    rm = ScalarRewardModel(load_backbone("tiny-gpt2", lm_logprobs=lm_logprobs), head_hidden=16, dropout=0.0)
     args = RewardTrainingArguments(
         output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=16,
         learning_rate=3e-3, logging_steps=1, seed=0, disable_tqdm=True, use_cpu=True,
@@ -66,13 +66,15 @@ def test_margin_loss_needs_margins(tmp_path):
 
 
 def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
-    full = make_trainer(tmp_path / "full", max_steps=6)
+    # lm_logprobs: the GPT-2 LM head is tied to the embeddings, which checkpoints must survive.
+    full = make_trainer(tmp_path / "full", max_steps=6, lm_logprobs=True)
     full.train()
-    part = make_trainer(tmp_path / "part", max_steps=6, save_strategy="steps", save_steps=3)
+    part = make_trainer(tmp_path / "part", max_steps=6, lm_logprobs=True, save_strategy="steps", save_steps=3)
     part.train()
-    resumed = make_trainer(tmp_path / "part", max_steps=6)
+    resumed = make_trainer(tmp_path / "part", max_steps=6, lm_logprobs=True)
     resumed.train(resume_from_checkpoint=str(tmp_path / "part" / "checkpoint-3"))
-    assert (tmp_path / "part" / "checkpoint-3" / "model.safetensors").is_file()
+    checkpoint = tmp_path / "part" / "checkpoint-3"
+    assert (checkpoint / "model.safetensors").is_file() and not list(checkpoint.glob("*.bin"))
     for (name, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
 

@@ -7,10 +7,12 @@ data parallelism and `report_to` come from the library. Legend: b pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from einops import rearrange
+from safetensors.torch import load_model, save_model
 from transformers import Trainer, TrainingArguments
 
 from nexus import losses, metrics
@@ -57,6 +59,18 @@ class RewardTrainer(Trainer):
             data_collator=data_collator or PairwiseCollator(model.backbone),
             compute_metrics=compute_metrics or pairwise_metrics, **kwargs,
         )
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Checkpoint weights with `safetensors.torch.save_model`, which handles tied
+        weights (an LM head tied to the embeddings); training args as JSON, not pickle."""
+        output_dir = Path(output_dir or self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_model(self.accelerator.unwrap_model(self.model), str(output_dir / "model.safetensors"))
+        (output_dir / "training_args.json").write_text(self.args.to_json_string())
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Resume weights with `safetensors.torch.load_model`, the mirror of `_save`."""
+        load_model(model or self.model, str(Path(resume_from_checkpoint) / "model.safetensors"))
 
     def pair_rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         rewards = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
