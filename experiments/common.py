@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nexus.data import arithmetic
 from nexus.data.formats import PairwiseExample, read_pairwise
-from nexus.evaluation import evaluate_pairwise, pairwise_rewards
+from nexus.evaluation import pairwise_report, pairwise_rewards
 from nexus.reporting import plot_reliability, write_report
 
 
@@ -31,9 +31,8 @@ def evaluation_report(rm, evals: dict, out_dir: Path, extra_columns: dict | None
     """Evaluate on every set, write metrics/table/reliability plot into `out_dir`, return the table."""
     rows, curves = [], {}
     for name, pairs in evals.items():
-        row = {"eval_set": name, **(extra_columns or {}), **evaluate_pairwise(rm, pairs)}
-        rows.append(row)
-        chosen, rejected, _ = pairwise_rewards(rm, pairs)
+        chosen, rejected, seconds = pairwise_rewards(rm, pairs)
+        rows.append({"eval_set": name, **(extra_columns or {}), **pairwise_report(chosen, rejected, seconds)})
         curves[name] = (chosen, rejected)
     table = write_report(out_dir, rows)
     plot_reliability(out_dir / "reliability.png", curves)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
@@ -123,11 +124,13 @@ class RewardModel(nn.Module, ABC):
         return next(self.parameters()).device
 
     @torch.inference_mode()
-    def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None) -> RewardOutput:
+    def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None,
+              progress: bool = False) -> RewardOutput:
         """Score (prompt, response) pairs; outputs come back in input order.
 
         Inputs are sorted by length and batched so padding is small. An empty
         response is valid and gets a score; bad input raises ValueError naming the index.
+        `progress=True` shows a tqdm bar over batches.
         """
         validate_inputs(prompts, responses, self.accepts_steps)
         size = batch_size or self.batch_size
@@ -136,7 +139,7 @@ class RewardModel(nn.Module, ABC):
         self.eval()
         try:
             parts = []
-            for start in range(0, len(order), size):
+            for start in tqdm(range(0, len(order), size), desc="score", unit="batch", disable=not progress):
                 idx = order[start:start + size]
                 out = self._score_batch([prompts[i] for i in idx], [responses[i] for i in idx])
                 parts.append((idx, out))
