@@ -85,8 +85,11 @@ def test_arith_lm_command_trains_caches_and_loads(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     path = Path(first.stdout.strip().splitlines()[-1])
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
-    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run([*cmd, "--eval-pairs", "20"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
     assert second.stdout.strip().splitlines()[-1] == str(path) and "training" not in second.stdout
+    accuracy = float(second.stdout.split("log-likelihood accuracy on 20 id pairs: ")[1].split()[0])
+    assert 0.0 <= accuracy <= 1.0
     backbone = load_backbone(str(path))
     assert backbone.hidden_size == 128 and backbone.pooling == "last"
 

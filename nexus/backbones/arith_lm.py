@@ -124,12 +124,38 @@ def arith_lm_dir(cfg: ArithLMConfig = ArithLMConfig()) -> Path:
     return target
 
 
+@torch.inference_mode()
+def loglik_accuracy(model_dir: Path, split: str = "id", n: int = 500, seed: int = 12345) -> float:
+    """How often the LM gives the correct solution a higher log-likelihood than the corrupted one.
+
+    The prompt is shared by both sides of a pair, so whole-sequence log-likelihoods compare
+    the responses alone.
+    """
+    from nexus.backbones import load_backbone
+    from nexus.data.arithmetic import generate
+
+    backbone = load_backbone(str(model_dir), lm_logprobs=True).eval()
+    pairs = generate(n, seed=seed, cfg=SPLITS[split])["pairwise"]
+    prompts = [p.prompt for p in pairs]
+    batch = backbone.encode(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    mean_logp = backbone(**batch)[:, -2]
+    total = mean_logp * (batch["attention_mask"].sum(-1) - 1)  # mean -> sum over the tokens read
+    return (total[:n] > total[n:]).float().mean().item()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = ArithLMConfig()
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    print(arith_lm_dir(ArithLMConfig(**vars(parser.parse_args(argv)))))
+    parser.add_argument("--eval-pairs", type=int, default=0,
+                        help="also print the log-likelihood accuracy on this many pairs of each split")
+    args = vars(parser.parse_args(argv))
+    n_eval = args.pop("eval_pairs")
+    path = arith_lm_dir(ArithLMConfig(**args))
+    for split in SPLITS if n_eval else ():
+        print(f"log-likelihood accuracy on {n_eval} {split} pairs: {loglik_accuracy(path, split, n_eval):.4f}")
+    print(path)
 
 
 if __name__ == "__main__":
