@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
 from nexus.backbones.backbone import PLAIN_TEMPLATE
-from nexus.backbones.packaged import cache_dir
+from nexus.backbones.packaged import build_once, cache_dir
 from nexus.backbones.tokenizer import build_byte_tokenizer
 from nexus.data.arithmetic import SPLITS, correct_solutions
 
@@ -110,18 +108,8 @@ def arith_lm_dir(cfg: ArithLMConfig = ArithLMConfig()) -> Path:
     target = cache_dir() / f"arith-lm-{cfg.key()}"
     if (target / "config.json").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    print(f"[nexus] training the arithmetic task LM once ({cfg.max_steps} steps); cached at {target}", flush=True)
-    try:
-        train_arith_lm(cfg, tmp)
-        os.replace(tmp, target)  # atomic; if another process won the race, keep theirs
-    except OSError:
-        if not (target / "config.json").is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    message = f"[nexus] training the arithmetic task LM once ({cfg.max_steps} steps); cached at {target}"
+    return build_once(target, lambda scratch: train_arith_lm(cfg, scratch / "model"), message)
 
 
 @torch.inference_mode()

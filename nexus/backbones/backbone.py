@@ -65,7 +65,9 @@ def token_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tenso
     minimum is the single most surprising token: a wrong step stands out there,
     and the prompt, shared by both sides of a pair, cancels in the mean's difference.
     """
-    logp = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    logits = logits[:, :-1].float()
+    # gather minus logsumexp: no second vocabulary-sized tensor (49k wide for SmolLM2).
+    logp = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
     valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
     count = valid.sum(-1).clamp(min=1)
     mean = torch.where(valid, logp, 0.0).sum(-1) / count
@@ -101,7 +103,8 @@ class Backbone(nn.Module):
             raise ValueError(f"padding_side={padding_side!r}: expected 'left' or 'right'")
         self.source, self.padding_side, self.lora = source, padding_side, lora
         self.hf_config = model.config
-        self._takes_positions = "position_ids" in inspect.signature(model.forward).parameters
+        # `forward` runs the body (the model without an LM head), so ask the body.
+        self._takes_positions = "position_ids" in inspect.signature(model.base_model.forward).parameters
         self.model = apply_lora(model, lora) if lora else model
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:  # e.g. Llama-family: pad with eos, pooling reads the mask

@@ -138,26 +138,36 @@ def _is_complete(path: Path) -> bool:
 
 
 def _convert_once(name: str, gguf: _Gguf, target: Path) -> Path:
-    """Convert under a file lock, into a scratch directory renamed into place, so a reader sees all or nothing."""
+    def convert(scratch: Path) -> Path:
+        _convert(gguf.materialise(scratch / "gguf"), scratch / "model")
+        return scratch / "model"
+
+    message = f"nexus: converting {name} ({gguf.filename}) to float32 safetensors in {target}, once; this takes a minute"
+    return build_once(target, convert, message)
+
+
+def build_once(target: Path, build: Callable[[Path], Path], message: str) -> Path:
+    """Build a model directory at `target` exactly once, across processes.
+
+    `build(scratch)` writes the directory somewhere under `scratch` and returns it; it is
+    renamed into place under a file lock, so a reader sees all or nothing and a second
+    process waits for the first one's result instead of building again.
+    """
     from filelock import FileLock  # a dependency of transformers and huggingface_hub
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if _is_complete(target):  # another process converted while this one waited
+        if _is_complete(target):  # another process built it while this one waited
             return target
         # Only the lock holder writes scratch directories, so any left now are from a killed run.
         for stale in target.parent.glob(f".{target.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         if target.exists():
-            shutil.rmtree(target)  # incomplete: not written by this module's rename
-        logger.warning(
-            "nexus: converting %s (%s) to float32 safetensors in %s, once; this takes a minute",
-            name, gguf.filename, target,
-        )
+            shutil.rmtree(target)  # incomplete: not written by this function's rename
+        logger.warning("%s", message)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            _convert(gguf.materialise(scratch / "gguf"), scratch / "model")
-            os.replace(scratch / "model", target)
+            os.replace(build(scratch), target)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return target
