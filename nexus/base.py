@@ -31,12 +31,15 @@ class RewardOutput:
         uncertainty: 'b' standard deviation of the reward, or None.
         step_rewards: per input an 's_i' tensor (process RMs), else None.
         explanations: per input a critique (generative RMs asked to explain), else None.
+        extras: family-specific per-input tensors (first dim 'b'), e.g. an ensemble's
+            'member_means' 'b k' and 'epistemic_var' 'b'; else None.
     """
 
     rewards: Tensor
     uncertainty: Tensor | None = None
     step_rewards: list[Tensor] | None = None
     explanations: list[str] | None = None
+    extras: dict[str, Tensor] | None = None
 
 
 def _check_sequence(name: str, value: Any) -> None:
@@ -83,10 +86,12 @@ def _gather(parts: list[tuple[list[int], RewardOutput]], total: int) -> RewardOu
             return None
         if isinstance(values[0], Tensor):
             return torch.cat(values)[inverse]
+        if isinstance(values[0], dict):
+            return {key: torch.cat([v[key] for v in values])[inverse] for key in values[0]}
         flat = [item for v in values for item in v]
         return [flat[j] for j in inverse.tolist()]
 
-    return RewardOutput(*(cat(f) for f in ("rewards", "uncertainty", "step_rewards", "explanations")))
+    return RewardOutput(*(cat(f) for f in ("rewards", "uncertainty", "step_rewards", "explanations", "extras")))
 
 
 class RewardModel(nn.Module, ABC):

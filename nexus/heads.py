@@ -12,18 +12,20 @@ class ScalarHead(nn.Module):
     """'b d' -> 'b': Linear -> ReLU -> Dropout -> Linear, the classic RM head.
 
     `hidden=0` gives a single linear layer (as `AutoModelForSequenceClassification`).
+    `out_features > 1` returns 'b o' instead (e.g. a Gaussian head's mean and log-variance).
     """
 
-    def __init__(self, in_features: int, hidden: int = 256, dropout: float = 0.1):
+    def __init__(self, in_features: int, hidden: int = 256, dropout: float = 0.1, out_features: int = 1):
         super().__init__()
         if hidden < 0 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"ScalarHead: hidden={hidden} must be >= 0 and dropout={dropout} in [0, 1)")
         if hidden == 0:
-            self.net = nn.Linear(in_features, 1)
+            self.net = nn.Linear(in_features, out_features)
         else:
             self.net = nn.Sequential(
-                nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+                nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_features)
             )
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.net(features).squeeze(-1)
+        out = self.net(features)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out

@@ -11,6 +11,7 @@ pairwise loss so a trainer can select one from its config.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -155,3 +156,31 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "bt": bradley_terry_loss,
     "bt_margin": bradley_terry_margin_loss,
 }
+
+
+def probit_preference_logits(mean_a: Tensor, var_a: Tensor, mean_b: Tensor, var_b: Tensor) -> Tensor:
+    """Logit of P(a > b) when r_a ~ N(mean_a, var_a) and r_b ~ N(mean_b, var_b), any shape.
+
+    The logistic-Gaussian integral E[sigmoid(r_a - r_b)] approximated as
+    sigmoid(mu / sqrt(1 + pi s^2 / 8)) with mu = mean_a - mean_b, s^2 = var_a + var_b
+    (MacKay 1992, the probit approximation): variance pulls the probability toward 1/2.
+    """
+    return (mean_a - mean_b) / torch.sqrt(1.0 + math.pi / 8.0 * (var_a + var_b))
+
+
+def weighted_preference_loss(logits: Tensor, weights: Tensor | None = None, label_smoothing: float = 0.0) -> Tensor:
+    """'b k' logits of P(chosen > rejected) per pair and member -> '' loss.
+
+    Bradley-Terry NLL with optional label smoothing (the label is 1 - eps, for noisy
+    preferences) and per-(pair, member) weights, e.g. bootstrap counts (Efron 1979), so
+    each ensemble member sees its own resample of the data (Lakshminarayanan et al. 2017).
+    """
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing={label_smoothing} must be in [0, 0.5)")
+    nll = -(1.0 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+    if weights is None:
+        return nll.mean()
+    if weights.shape != logits.shape:
+        raise ValueError(f"weights shape {tuple(weights.shape)} != logits shape {tuple(logits.shape)}")
+    per_member = (nll * weights).sum(0) / weights.sum(0).clamp(min=1e-8)
+    return per_member.mean()

@@ -10,6 +10,7 @@ import importlib
 
 MODEL_TYPES = {
     "scalar": "nexus.models.scalar:ScalarRewardModel",
+    "ensemble": "nexus.models.ensemble:EnsembleRewardModel",
 }
 
 

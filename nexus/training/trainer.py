@@ -27,6 +27,7 @@ class RewardTrainingArguments(TrainingArguments):
     center_rewards_coefficient: float | None = field(
         default=None, metadata={"help": "weight of mean((r_c + r_r)^2), Eisenstein et al. 2023"}
     )
+    label_smoothing: float = field(default=0.0, metadata={"help": "preference label 1 - eps, for noisy labels"})
     remove_unused_columns: bool = False
     report_to: str | list[str] = "none"
 
@@ -56,7 +57,8 @@ class RewardTrainer(Trainer):
             raise ValueError(f"loss={args.loss!r}: expected one of {sorted(losses.LOSSES)}")
         super().__init__(
             model=model, args=args,
-            data_collator=data_collator or PairwiseCollator(model.backbone),
+            data_collator=data_collator or PairwiseCollator(
+                model.backbone, getattr(model, "bootstrap_members", None), seed=args.seed),
             compute_metrics=compute_metrics or pairwise_metrics, **kwargs,
         )
 
@@ -72,15 +74,23 @@ class RewardTrainer(Trainer):
         """Resume weights with `safetensors.torch.load_model`, the mirror of `_save`."""
         load_model(model or self.model, str(Path(resume_from_checkpoint) / "model.safetensors"))
 
-    def pair_rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
-        rewards = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        chosen, rejected = rearrange(rewards, "(two b) -> two b", two=2)
-        return chosen, rejected
+    def pairwise_loss(self, chosen: torch.Tensor, rejected: torch.Tensor, inputs) -> torch.Tensor:
+        """The loss of 'b' rewards, picked by `args.loss`, with optional label smoothing."""
+        margin = inputs.get("margin") if self.args.loss == "bt_margin" else None
+        if self.args.label_smoothing:
+            logits = chosen - rejected - (margin if margin is not None else 0.0)
+            return losses.weighted_preference_loss(logits.unsqueeze(-1), None, self.args.label_smoothing)
+        return losses.LOSSES[self.args.loss](chosen, rejected, margin)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        chosen, rejected = self.pair_rewards(model, inputs)
-        margin = inputs.get("margin") if self.args.loss == "bt_margin" else None
-        loss = losses.LOSSES[self.args.loss](chosen, rejected, margin)
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        chosen, rejected = rearrange(outputs, "(two b) ... -> two b ...", two=2)
+        if chosen.ndim == 1:  # one reward per input
+            loss = self.pairwise_loss(chosen, rejected, inputs)
+        else:  # per-member outputs: the model owns its loss and its aggregation
+            rm = self.accelerator.unwrap_model(model)
+            loss = rm.pair_loss(chosen, rejected, inputs.get("member_weights"), self.args.label_smoothing)
+            chosen, rejected = rm.reduce(chosen), rm.reduce(rejected)
         if self.args.center_rewards_coefficient:
             loss = loss + self.args.center_rewards_coefficient * losses.reward_centering_loss(chosen, rejected)
         if return_outputs:
