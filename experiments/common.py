@@ -3,37 +3,59 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from nexus.data import arithmetic
 from nexus.data.formats import PairwiseExample, read_pairwise
-from nexus.evaluation import pairwise_report, pairwise_rewards
+from nexus.data.formats import flip_preferences
+from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import plot_reliability, write_report
 
 
-def load_pairs(data: DictConfig) -> tuple[list[PairwiseExample], dict[str, list[PairwiseExample]]]:
-    """(train pairs, {eval name: pairs}) for the `data` config group."""
+@dataclass
+class PairData:
+    """The pairs a run uses: training, named evaluation sets, and an optional validation set
+    on which the temperature of the preference probability is fitted."""
+
+    train: list[PairwiseExample]
+    evals: dict[str, list[PairwiseExample]]
+    calibration: list[PairwiseExample] | None = None
+
+
+def load_pairs(data: DictConfig) -> PairData:
+    """The pairs named by the `data` config group."""
     if data.name == "arithmetic":
-        train = arithmetic.generate(data.n_train, data.train_seed, arithmetic.SPLITS[data.train_split])["pairwise"]
-        evals = {
-            split: arithmetic.generate(data.n_eval, data.eval_seed, arithmetic.SPLITS[split])["pairwise"]
-            for split in data.eval_splits
-        }
-        return train, evals
+        make = lambda n, seed, split: arithmetic.generate(n, seed, arithmetic.SPLITS[split])["pairwise"]  # noqa: E731
+        train = flip_preferences(make(data.n_train, data.train_seed, data.train_split),
+                                 data.get("label_noise", 0.0), seed=data.train_seed)
+        evals = {split: make(data.n_eval, data.eval_seed, split) for split in data.eval_splits}
+        n_cal = data.get("n_calibration", 0)
+        calibration = make(n_cal, data.calibration_seed, data.train_split) if n_cal else None
+        return PairData(train, evals, calibration)
     if data.name == "jsonl":
-        return read_pairwise(data.train_file), {k: read_pairwise(v) for k, v in data.eval_files.items()}
+        calibration = read_pairwise(data.calibration_file) if data.get("calibration_file") else None
+        return PairData(read_pairwise(data.train_file), {k: read_pairwise(v) for k, v in data.eval_files.items()},
+                        calibration)
     raise ValueError(f"data.name={data.name!r}: expected 'arithmetic' or 'jsonl'")
+
+
+def calibrate(rm, pairs: list[PairwiseExample] | None) -> float | None:
+    """Fit the RM's preference temperature on validation pairs (None: leave T = 1)."""
+    if not pairs:
+        return None
+    return rm.calibrate([p.prompt for p in pairs], [p.chosen for p in pairs], [p.rejected for p in pairs])
 
 
 def evaluation_report(rm, evals: dict, out_dir: Path, extra_columns: dict | None = None) -> str:
     """Evaluate on every set, write metrics/table/reliability plot into `out_dir`, return the table."""
     rows, curves = [], {}
     for name, pairs in evals.items():
-        chosen, rejected, seconds = pairwise_rewards(rm, pairs)
-        rows.append({"eval_set": name, **(extra_columns or {}), **pairwise_report(chosen, rejected, seconds)})
-        curves[name] = (chosen, rejected)
+        scores = score_pairs(rm, pairs)
+        rows.append({"eval_set": name, **(extra_columns or {}), **pairwise_report(scores)})
+        curves[name] = scores.p_chosen
     table = write_report(out_dir, rows)
     plot_reliability(out_dir / "reliability.png", curves)
     return table

@@ -19,8 +19,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     save_config(cfg, out_dir)
     rm = nexus.load(cfg.checkpoint)
-    _, evals = load_pairs(cfg.data)
-    table = evaluation_report(rm, evals, out_dir, {"model": rm.model_type, "checkpoint": cfg.checkpoint})
+    table = evaluation_report(rm, load_pairs(cfg.data).evals, out_dir, {"model": rm.model_type, "checkpoint": cfg.checkpoint})
     print(f"\nevaluation of {cfg.checkpoint} ({out_dir}):\n{table}", flush=True)
 
 

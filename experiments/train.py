@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import configure_logger, evaluation_report, load_pairs, save_config
+from experiments.common import calibrate, configure_logger, evaluation_report, load_pairs, save_config
 from nexus.training import RewardTrainer
 
 
@@ -23,10 +23,10 @@ def run(cfg: DictConfig, out_dir: Path):
     set_seed(cfg.seed)
     backbone = instantiate(cfg.backbone)
     model = instantiate(cfg.model, backbone=backbone)
-    train, evals = load_pairs(cfg.data)
+    data = load_pairs(cfg.data)
     args = instantiate(cfg.trainer, report_to=configure_logger(cfg.logger))
-    first_eval = next(iter(evals.values()), None)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train, eval_dataset=first_eval)
+    first_eval = next(iter(data.evals.values()), None)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=first_eval)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     train_seconds = time.perf_counter() - start
@@ -34,11 +34,14 @@ def run(cfg: DictConfig, out_dir: Path):
     if not trainer.is_world_process_zero():
         return model
     save_config(cfg, out_dir)
+    temperature = calibrate(model, data.calibration)
+    if temperature is not None:
+        print(f"preference temperature fitted on {len(data.calibration)} validation pairs: {temperature:.3f}")
     model.save_pretrained(cfg.save_dir)
     pairs_per_s = result.metrics["train_samples_per_second"]
     columns = {"model": model.model_type, "backbone": cfg.backbone.name_or_path,
                "train_pairs_per_s": round(pairs_per_s, 1), "train_s": round(train_seconds, 1)}
-    table = evaluation_report(model, evals, out_dir, columns)
+    table = evaluation_report(model, data.evals, out_dir, columns)
     print(f"\nheld-out evaluation ({out_dir}):\n{table}\nmodel saved to {cfg.save_dir}", flush=True)
     return model
 

@@ -107,6 +107,9 @@ class RewardModel(nn.Module, ABC):
     def __init__(self, batch_size: int = 32):
         super().__init__()
         self.batch_size = batch_size
+        # Temperature of `compare`'s probability (1: uncalibrated); `calibrate` fits it and,
+        # as a buffer, it is saved in model.safetensors with the weights.
+        self.register_buffer("temperature", torch.ones(()))
 
     @abstractmethod
     def _score_batch(self, prompts: list[str], responses: list) -> RewardOutput:
@@ -152,12 +155,35 @@ class RewardModel(nn.Module, ABC):
             self.train(was_training)
         return _gather(parts, len(prompts))
 
+    def preference_logits(self, out_a: RewardOutput, out_b: RewardOutput) -> Tensor:
+        """'b': the uncalibrated log-odds that a is preferred, from two `score` outputs.
+
+        Bradley-Terry: r_a - r_b. Families with a richer predictive distribution
+        (the ensemble integrates its members' Gaussians) override this.
+        """
+        return out_a.rewards - out_b.rewards
+
+    def preference_probability(self, out_a: RewardOutput, out_b: RewardOutput) -> Tensor:
+        """'b': P(a preferred to b) = sigmoid(logits / temperature)."""
+        return torch.sigmoid(self.preference_logits(out_a, out_b) / self.temperature.cpu())
+
     def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence) -> Tensor:
-        """'b': P(a preferred to b) = sigmoid(r_a - r_b), the Bradley-Terry model."""
+        """'b': P(a preferred to b); for the scalar RM sigmoid((r_a - r_b) / T), Bradley-Terry."""
         validate_inputs(prompts, responses_b, self.accepts_steps)
-        r_a = self.score(prompts, responses_a).rewards
-        r_b = self.score(prompts, responses_b).rewards
-        return torch.sigmoid(r_a - r_b)
+        return self.preference_probability(self.score(prompts, responses_a), self.score(prompts, responses_b))
+
+    def calibrate(self, prompts: Sequence[str], chosen: Sequence, rejected: Sequence) -> float:
+        """Fit `temperature` on validation pairs (chosen preferred) by likelihood; return it.
+
+        Temperature scaling (Guo et al. 2017): one scalar T divides the preference log-odds,
+        so accuracy and ranking are unchanged and only the confidence moves.
+        """
+        from nexus.calibration import fit_temperature
+
+        validate_inputs(prompts, rejected, self.accepts_steps)
+        logits = self.preference_logits(self.score(prompts, chosen), self.score(prompts, rejected))
+        self.temperature.fill_(fit_temperature(logits))
+        return float(self.temperature)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write config.json + model.safetensors (+ extras) atomically: temp dir, then rename."""

@@ -3,47 +3,83 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy import special
 
 from nexus import metrics
-from nexus.base import RewardModel
+from nexus.base import RewardModel, RewardOutput
 from nexus.data.formats import PairwiseExample
 
 
-def pairwise_rewards(rm: RewardModel, pairs: Sequence[PairwiseExample]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Rewards of chosen and rejected responses ('b' each) and the seconds scoring took."""
+@dataclass
+class PairwiseScores:
+    """What one scoring pass over preference pairs gives: both sides' outputs, the model's
+    uncalibrated log-odds that chosen is preferred ('b'), its temperature and the seconds taken."""
+
+    chosen: RewardOutput
+    rejected: RewardOutput
+    logits: np.ndarray
+    temperature: float
+    seconds: float
+
+    @property
+    def p_chosen(self) -> np.ndarray:
+        """'b' P(chosen preferred) as `compare` gives it (temperature applied)."""
+        return special.expit(self.logits / self.temperature)
+
+    @property
+    def rewards(self) -> tuple[np.ndarray, np.ndarray]:
+        """'b' rewards of chosen and of rejected, as `score` returned them."""
+        return self.chosen.rewards.double().numpy(), self.rejected.rewards.double().numpy()
+
+
+def score_pairs(rm: RewardModel, pairs: Sequence[PairwiseExample]) -> PairwiseScores:
+    """Score chosen and rejected of every pair in one `score` call (one length-sorted pass)."""
     if not pairs:
         raise ValueError("no pairs to evaluate")
     prompts = [p.prompt for p in pairs]
-    start = time.perf_counter()
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    start = time.perf_counter()
     out = rm.score(prompts + prompts, responses, progress=len(responses) > 2000)
     seconds = time.perf_counter() - start
-    rewards = out.rewards.double().numpy()
-    return rewards[: len(pairs)], rewards[len(pairs):], seconds
+    n = len(pairs)
+    half = lambda part: RewardOutput(**{  # noqa: E731
+        field: None if value is None else (
+            {k: v[part] for k, v in value.items()} if isinstance(value, dict) else value[part])
+        for field, value in vars(out).items()})
+    chosen, rejected = half(slice(0, n)), half(slice(n, 2 * n))
+    logits = rm.preference_logits(chosen, rejected).double().numpy()
+    return PairwiseScores(chosen, rejected, logits, float(rm.temperature), seconds)
 
 
 def evaluate_pairwise(rm: RewardModel, pairs: Sequence[PairwiseExample], n_bins: int = 10) -> dict[str, float]:
     """Accuracy, calibration (ECE both binnings, Brier, NLL) and scoring speed on `pairs`."""
-    return pairwise_report(*pairwise_rewards(rm, pairs), n_bins=n_bins)
+    return pairwise_report(score_pairs(rm, pairs), n_bins=n_bins)
 
 
-def pairwise_report(chosen: np.ndarray, rejected: np.ndarray, seconds: float, n_bins: int = 10) -> dict[str, float]:
-    """Metrics of 'b' chosen and rejected rewards scored in `seconds`.
+def pairwise_report(scores: PairwiseScores, n_bins: int = 10) -> dict[str, float]:
+    """Metrics of one `score_pairs` pass.
 
-    Calibration is of the Bradley-Terry probability sigmoid(r_c - r_r), read in both
-    orientations (see `metrics.preference_probabilities`).
+    Accuracy is of the rewards `score` returns (what a best-of-N or RL user ranks by).
+    Calibration is of the model's own P(chosen preferred) (`compare`: sigmoid((r_c - r_r) / T)
+    for Bradley-Terry RMs, the integrated member probability for ensembles), read in both
+    orientations (see `metrics.both_orientations`); `ece_uncalibrated` is the ECE at T = 1.
     """
-    probs, labels = metrics.preference_probabilities(chosen, rejected)
+    chosen, rejected = scores.rewards
+    probs, labels = metrics.both_orientations(scores.p_chosen)
+    raw = metrics.both_orientations(special.expit(scores.logits))
     return {
         "n_pairs": len(chosen),
         "accuracy": metrics.pairwise_accuracy(chosen, rejected),
         "ece": metrics.expected_calibration_error(probs, labels, n_bins, "uniform"),
         "ece_equal_mass": metrics.expected_calibration_error(probs, labels, n_bins, "quantile"),
+        "ece_uncalibrated": metrics.expected_calibration_error(*raw, n_bins, "uniform"),
+        "temperature": scores.temperature,
         "brier": metrics.brier_score(probs, labels),
         "nll": metrics.negative_log_likelihood(probs, labels),
         "mean_margin": metrics.mean_margin(chosen, rejected),
-        "score_pairs_per_s": len(chosen) / seconds,
+        "score_pairs_per_s": len(chosen) / scores.seconds,
     }

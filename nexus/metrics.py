@@ -23,10 +23,14 @@ __all__ = [
     "expected_calibration_error",
     "reliability_curve",
     "preference_probabilities",
+    "both_orientations",
     "preference_ece",
     "brier_score",
     "negative_log_likelihood",
     "auroc",
+    "risk_coverage_curve",
+    "area_under_risk_coverage",
+    "bootstrap_interval",
     "spearman",
     "kendall",
 ]
@@ -208,9 +212,15 @@ def preference_probabilities(chosen: Any, rejected: Any) -> tuple[np.ndarray, np
     """
     c, r = _as_pair(chosen, rejected, "chosen", "rejected")
     # expit(r - c) rather than 1 - expit(c - r): no cancellation when p is close to 1.
-    probs = np.concatenate([special.expit(c - r), special.expit(r - c)])
-    labels = np.concatenate([np.ones(c.size), np.zeros(c.size)])
-    return probs, labels
+    return np.concatenate([special.expit(c - r), special.expit(r - c)]), np.repeat([1.0, 0.0], c.size)
+
+
+def both_orientations(p_chosen: Any) -> tuple[np.ndarray, np.ndarray]:
+    """'b' P(chosen preferred) from any model -> '(2 b)' ``concat(p, 1 - p)``, ``concat(ones, zeros)``,
+    as `preference_probabilities` does for Bradley-Terry rewards."""
+    p = _as_array(p_chosen, "p_chosen")
+    _check_unit_interval(p, "p_chosen")
+    return np.concatenate([p, 1.0 - p]), np.repeat([1.0, 0.0], p.size)
 
 
 def preference_ece(
@@ -282,6 +292,64 @@ def auroc(scores: Any, labels: Any) -> float:
     ranks = stats.rankdata(s, method="average")
     u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
+
+
+def risk_coverage_curve(uncertainty: Any, errors: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Selective prediction: keep the least uncertain fraction, measure its error rate.
+
+    Examples are sorted by ``uncertainty`` (ascending); at coverage ``i / b`` the risk is the
+    error rate of the ``i`` most certain ones (El-Yaniv & Wiener 2010; Geifman & El-Yaniv 2017).
+    Tied uncertainties are kept together: the risk at a tie is the group's average, so the curve
+    does not depend on the order of equal values.
+
+    Args:
+        uncertainty: 'b', higher means less sure.
+        errors: 'b', 1 where the prediction was wrong, else 0.
+
+    Returns:
+        ``(coverage, risk)``, each 'b'.
+    """
+    u, e = _as_pair(uncertainty, errors, "uncertainty", "errors")
+    order = np.argsort(u, kind="stable")
+    u, e = u[order], e[order]
+    # within a run of ties, every prefix gets the run's mean error rate
+    _, starts, counts = np.unique(u, return_index=True, return_counts=True)
+    e = np.repeat(np.add.reduceat(e, starts) / counts, counts)
+    kept = np.arange(1, u.size + 1)
+    return kept / u.size, np.cumsum(e) / kept
+
+
+def area_under_risk_coverage(uncertainty: Any, errors: Any) -> float:
+    """AURC: the mean risk over coverages 1/b .. 1; lower is better. An uncertainty that
+    carries no information gives about the overall error rate."""
+    return float(risk_coverage_curve(uncertainty, errors)[1].mean())
+
+
+def bootstrap_interval(statistic, *arrays: Any, n_resamples: int = 1000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(*arrays)`` over examples (Efron 1979).
+
+    Every array is resampled with the same indices; resamples on which the statistic raises
+    ValueError (e.g. AUROC on a resample with one class) are skipped.
+    """
+    columns = [_as_array(a, f"arrays[{i}]") for i, a in enumerate(arrays)]
+    size = columns[0].size
+    for i, col in enumerate(columns):
+        if col.size != size:
+            raise ValueError(f"arrays[{i}] has length {col.size}, arrays[0] has {size}")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, size, size)
+        try:
+            values.append(statistic(*(c[idx] for c in columns)))
+        except ValueError:
+            continue
+    if not values:
+        raise ValueError("bootstrap_interval: the statistic failed on every resample")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def _correlation_inputs(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -39,8 +39,9 @@ def write_report(directory: Path, rows: Sequence[dict], extra: dict | None = Non
     return table
 
 
-def plot_reliability(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10) -> None:
-    """Reliability diagram of P(chosen preferred) per named set of (chosen, rejected) rewards."""
+def plot_reliability(path: Path, curves: dict[str, np.ndarray], n_bins: int = 10,
+                     title: str = "Reliability of P(chosen preferred)") -> None:
+    """Reliability diagram per named 'b' array of P(chosen preferred), both orientations."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,13 +49,12 @@ def plot_reliability(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    for name, (chosen, rejected) in curves.items():
-        probs, labels = metrics.preference_probabilities(chosen, rejected)
+    for name, p_chosen in curves.items():
+        probs, labels = metrics.both_orientations(p_chosen)
         curve = metrics.reliability_curve(probs, labels, n_bins=n_bins)
         ece = metrics.expected_calibration_error(probs, labels, n_bins=n_bins)
         ax.plot(curve["mean_prob"], curve["mean_label"], marker="o", label=f"{name} (ECE {ece:.3f})")
-    ax.set(xlabel="predicted P(preferred)", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
-           title="Reliability of sigmoid(r_a - r_b)")
+    ax.set(xlabel="predicted P(preferred)", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -21,7 +21,9 @@ import stat
 import tempfile
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Iterable, Iterator, Sequence, Union
+
+import numpy as np
 
 
 class DataFormatError(ValueError):
@@ -323,3 +325,18 @@ def process_to_outcome(ex: ProcessExample, step_delimiter: str = "\n") -> Outcom
         label=min(ex.labels),
         extra=dict(ex.extra),
     )
+
+
+def flip_preferences(pairs: Sequence[PairwiseExample], rate: float, seed: int = 0) -> list[PairwiseExample]:
+    """Swap chosen and rejected in a random `rate` fraction of pairs (symmetric label noise).
+
+    Exactly round(rate * len(pairs)) pairs are flipped, chosen by `seed`; a flipped pair
+    records ``extra["label_flipped"] = True`` so studies can tell which labels were noisy.
+    A margin is kept: it states the strength of the (now flipped) preference.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"label noise rate={rate!r} must be within [0, 1]")
+    pairs = list(pairs)
+    flipped = set(np.random.default_rng(seed).permutation(len(pairs))[: round(rate * len(pairs))].tolist())
+    return [PairwiseExample(p.prompt, p.rejected, p.chosen, p.margin, {**p.extra, "label_flipped": True})
+            if i in flipped else p for i, p in enumerate(pairs)]
