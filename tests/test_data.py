@@ -319,3 +319,16 @@ def test_cli_rejects_inconsistent_knobs(tmp_path, capsys):
         ar.main(["--out", str(tmp_path), "--n", "3", "--split", "shifted", "--min-steps", "9"])
     assert info.value.code == 2 and "max_steps (5) < min_steps (9)" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_flip_preferences_swaps_an_exact_seeded_fraction():
+    from nexus.data.formats import flip_preferences
+
+    pairs = [PairwiseExample(f"p{i}", f"good{i}", f"bad{i}") for i in range(200)]
+    noisy = flip_preferences(pairs, 0.25, seed=3)
+    flipped = [i for i, ex in enumerate(noisy) if ex.extra.get("label_flipped")]
+    assert len(flipped) == 50 and flipped == [i for i, ex in enumerate(noisy) if ex.chosen.startswith("bad")]
+    assert flip_preferences(pairs, 0.25, seed=3) == noisy and flip_preferences(pairs, 0.25, seed=4) != noisy
+    assert flip_preferences(pairs, 0.0) == pairs
+    with pytest.raises(ValueError, match="rate=1.5"):
+        flip_preferences(pairs, 1.5)

@@ -12,7 +12,7 @@ from nexus.backbones import load_backbone
 from nexus.data.collators import PairwiseCollator, bootstrap_weights
 from nexus.evaluation import evaluate_pairwise
 from nexus.losses import probit_preference_logits, weighted_preference_loss
-from nexus.models.ensemble import EnsembleRewardModel, aggregate
+from nexus.models.ensemble import EnsembleRewardModel, FeatureBank, aggregate
 from nexus.training import RewardTrainer, RewardTrainingArguments
 from tests.test_training import keyword_pairs
 
@@ -114,3 +114,87 @@ def test_members_start_different_and_all_learn(tmp_path):
     rejected = rm.score(prompts, [p.rejected for p in held_out]).extras["member_means"]
     member_accuracy = (chosen > rejected).float().mean(0)
     assert (member_accuracy >= 0.9).all(), member_accuracy
+
+
+def lora_backbone():
+    return load_backbone("tiny-llama", lora={"r": 4, "alpha": 8})
+
+
+@pytest.mark.parametrize("form", ["lora", "independent"])
+def test_member_forms_score_and_round_trip(tmp_path, form, mixed_inputs):
+    prompts, responses = mixed_inputs
+    backbone = lora_backbone() if form == "lora" else load_backbone("tiny-llama")
+    rm = EnsembleRewardModel(backbone, n_members=3, form=form, head="gaussian", head_hidden=16).eval()
+    if form == "independent":  # copies of one pretrained model, each trained on its own
+        assert len(rm.backbones) == 3 and rm.backbones[1].model is not rm.backbones[0].model
+    else:  # one frozen base, three adapters
+        assert len(rm.backbones) == 1 and set(rm.backbone.model.peft_config) == {"default", "member1", "member2"}
+    out = rm.score(prompts, responses)
+    assert out.extras["member_means"].shape == (len(prompts), 3)
+    torch.testing.assert_close(out.uncertainty, (out.extras["epistemic_var"] + out.extras["aleatoric_var"]).sqrt())
+    loaded = nexus.load(rm.save_pretrained(tmp_path / form))
+    assert loaded.form == form
+    torch.testing.assert_close(loaded.score(prompts, responses).extras["member_means"], out.extras["member_means"],
+                               atol=1e-5, rtol=0)
+
+
+def test_lora_members_differ_and_all_get_gradients():
+    rm = EnsembleRewardModel(lora_backbone(), n_members=3, form="lora", head_hidden=16)
+    for name in rm.adapter_names:  # B starts at zero in LoRA; make the adapters act
+        for param_name, param in rm.backbone.model.named_parameters():
+            if f"lora_B.{name}." in param_name:
+                torch.nn.init.normal_(param, std=0.1)
+    batch = rm.backbone.encode(["1 + 2"] * 2, ["1 + 2 = 3", "1 + 2 = 4"])
+    features = rm.member_features(**batch)
+    assert not torch.allclose(features[0], features[1])  # each adapter changes the base differently
+    rm(**batch)[..., 0].sum().backward()
+    grads = {name: 0.0 for name in rm.adapter_names}
+    for param_name, param in rm.backbone.model.named_parameters():
+        for name in grads:
+            if f".{name}." in param_name:
+                assert param.grad is not None, param_name
+                grads[name] += param.grad.abs().sum().item()
+    assert all(g > 0 for g in grads.values()), grads
+    base = [p for n, p in rm.backbone.model.named_parameters() if "lora_" not in n]
+    assert base and all(not p.requires_grad for p in base)  # the base model stays frozen
+
+
+def test_pretrain_seed_members_load_each_backbone(tmp_path, mixed_inputs):
+    prompts, responses = mixed_inputs
+    rm = EnsembleRewardModel(load_backbone("tiny-gpt2"), n_members=2, form="independent",
+                             member_backbones=["tiny-gpt2", "tiny-gpt2"], seed=3, head_hidden=16).eval()
+    w0, w1 = (m.model.get_input_embeddings().weight for m in rm.backbones)
+    assert not torch.equal(w0, w1)  # differently seeded "pretrained" models
+    loaded = nexus.load(rm.save_pretrained(tmp_path / "ens"))
+    assert loaded.member_backbones == ["tiny-gpt2", "tiny-gpt2"]
+    torch.testing.assert_close(loaded.score(prompts, responses).rewards, rm.score(prompts, responses).rewards,
+                               atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="member_backbones"):
+        EnsembleRewardModel(load_backbone("tiny-gpt2"), n_members=3, member_backbones=["tiny-gpt2"] * 3)
+    with pytest.raises(ValueError, match="form='lora' needs a backbone loaded with LoRA"):
+        EnsembleRewardModel(load_backbone("tiny-gpt2"), form="lora")
+
+
+def test_feature_bank_penalises_reward_gaps_of_near_identical_features():
+    bank = FeatureBank(size=4, threshold=0.99)
+    f = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # 'b k d', k = 1
+    assert bank.consistency(f, torch.tensor([[1.0], [2.0]])).item() == 0.0  # empty bank
+    bank.push(f, torch.tensor([[1.0], [2.0]]))
+    query = torch.tensor([[[2.0, 0.0]], [[1.0, 1.0]]])  # row 0 is parallel to stored row 0; row 1 near neither
+    penalty = bank.consistency(query, torch.tensor([[4.0], [0.0]]))
+    assert penalty.item() == pytest.approx(9.0)  # (4 - 1)^2 over one near neighbour
+    bank.push(torch.ones(6, 1, 2), torch.zeros(6, 1))  # more than the bank holds: keeps the newest 4
+    assert bank.filled == 4 and torch.equal(bank.rewards, torch.zeros(4, 1))
+
+
+def test_training_with_feature_bank_adds_the_penalty(tmp_path):
+    torch.manual_seed(0)
+    rm = EnsembleRewardModel(load_backbone("tiny-gpt2"), n_members=2, head_hidden=16, consistency_weight=1.0,
+                             consistency_threshold=0.9, bank_size=64)
+    args = RewardTrainingArguments(output_dir=str(tmp_path), max_steps=20, per_device_train_batch_size=16,
+                                   learning_rate=3e-3, save_strategy="no", seed=0, disable_tqdm=True, use_cpu=True)
+    RewardTrainer(model=rm, args=args, train_dataset=keyword_pairs(200, seed=0)).train()
+    assert rm.bank.filled == 64 and rm.aux_loss is not None and rm.aux_loss.item() > 0
+    rm.eval()
+    rm.score(["a"], ["b"])
+    assert rm.aux_loss is None  # inference never touches the bank

@@ -110,3 +110,19 @@ def test_load_errors_name_what_is_missing(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": \n')
     with pytest.raises(ValueError, match=r"config.json:\d+: malformed JSON"):
         nexus.load(tmp_path)
+
+
+def test_calibrate_fits_a_temperature_that_is_saved_and_used_by_compare(tmp_path, scalar_rm):
+    prompts = [f"q{i}" for i in range(40)]
+    chosen, rejected = [f"answer {i}" for i in range(40)], [f"other {i * 7}" for i in range(40)]
+    with torch.no_grad():  # a random head: scale it up so the model is overconfident
+        for p in scalar_rm.head.parameters():
+            p.mul_(4.0)
+    logits = scalar_rm.score(prompts, chosen).rewards - scalar_rm.score(prompts, rejected).rewards
+    temperature = scalar_rm.calibrate(prompts, chosen, rejected)
+    assert temperature > 1.0  # overconfident at random: the fit must soften it
+    after = scalar_rm.compare(prompts, chosen, rejected)
+    torch.testing.assert_close(after, torch.sigmoid(logits / temperature), atol=1e-6, rtol=0)
+    loaded = nexus.load(scalar_rm.save_pretrained(tmp_path / "rm"))
+    assert float(loaded.temperature) == pytest.approx(temperature)
+    torch.testing.assert_close(loaded.compare(prompts, chosen, rejected), after, atol=1e-5, rtol=0)

@@ -244,3 +244,52 @@ def test_empty_and_bad_options_raise():
         metrics.expected_calibration_error([0.5], [1], n_bins=0)
     with pytest.raises(ValueError, match="constant"):
         metrics.kendall([1, 1, 1], [1, 2, 3])
+
+
+# ---------------------------------------------------------------- selective prediction, calibration
+
+
+def test_risk_coverage_by_hand_and_ties_averaged():
+    coverage, risk = metrics.risk_coverage_curve([0.1, 0.9, 0.5, 0.3], [0, 1, 1, 0])
+    np.testing.assert_allclose(coverage, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(risk, [0, 0, 1 / 3, 2 / 4])
+    assert metrics.area_under_risk_coverage([0.1, 0.9, 0.5, 0.3], [0, 1, 1, 0]) == pytest.approx((0 + 0 + 1 / 3 + 0.5) / 4)
+    # constant uncertainty: no order is implied, so every coverage has the overall error rate
+    _, flat = metrics.risk_coverage_curve([0.0] * 4, [1, 0, 0, 0])
+    np.testing.assert_allclose(flat, [0.25] * 4)
+    # an uncertainty that ranks every error last gives the lowest possible area
+    perfect = metrics.area_under_risk_coverage([0, 1, 2, 3], [0, 0, 1, 1])
+    assert perfect < metrics.area_under_risk_coverage([3, 2, 1, 0], [0, 0, 1, 1])
+
+
+def test_bootstrap_interval_covers_the_statistic_and_narrows_with_data():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(1.0, 1.0, 50), rng.normal(1.0, 1.0, 5000)
+    lo_s, hi_s = metrics.bootstrap_interval(np.mean, small, n_resamples=500)
+    lo_l, hi_l = metrics.bootstrap_interval(np.mean, large, n_resamples=500)
+    assert lo_s < small.mean() < hi_s and lo_l < 1.0 < hi_l
+    assert (hi_l - lo_l) < (hi_s - lo_s) / 5  # width ~ 1/sqrt(n): 10x more data, ~1/10 the width
+    with pytest.raises(ValueError, match="arrays\\[1\\] has length 3"):
+        metrics.bootstrap_interval(metrics.auroc, [0.1, 0.2], [0, 1, 1])
+
+
+def test_both_orientations():
+    probs, labels = metrics.both_orientations([0.9, 0.2])
+    np.testing.assert_allclose(probs, [0.9, 0.2, 0.1, 0.8])
+    np.testing.assert_allclose(labels, [1, 1, 0, 0])
+    with pytest.raises(ValueError, match=r"p_chosen\[1\] = 1.5"):
+        metrics.both_orientations([0.5, 1.5])
+
+
+def test_fit_temperature_recovers_the_overconfidence_factor():
+    from nexus.calibration import fit_temperature
+
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0.0, 2.0, 20_000)
+    wins = rng.random(true_logits.size) < 1 / (1 + np.exp(-true_logits))  # outcomes drawn from the truth
+    reported = 3.0 * true_logits  # a model three times too confident
+    logits_of_winner = np.where(wins, reported, -reported)  # log-odds that the preferred one wins
+    assert fit_temperature(logits_of_winner) == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(np.where(wins, true_logits, -true_logits)) == pytest.approx(1.0, rel=0.05)
+    with pytest.raises(ValueError, match="finite"):
+        fit_temperature(np.array([1.0, np.nan]))

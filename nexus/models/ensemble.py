@@ -1,7 +1,10 @@
-"""Enhanced RM: K reward heads on one shared backbone, with uncertainty (issue 3).
+"""Enhanced RM: an ensemble of K reward members with uncertainty (issue 3).
 
-One forward pass of the backbone serves all K members (form (a) of issue 3). Each member
-is a scalar head or a Gaussian head (mean and log-variance). Diversity comes from per-member
+Members come in three forms: `shared` (K heads on one backbone: one forward pass serves
+all K), `lora` (K LoRA adapters on one frozen base model, `peft`), and `independent` (K
+backbones: copies of one pretrained model, or differently pretrained ones, the baseline of
+Coste et al. 2023 and Eisenstein et al. 2023). Each member has a scalar head or a Gaussian
+head (mean and log-variance). Diversity comes from per-member
 init seeds, bootstrap resampling of the training pairs (Efron 1979; Lakshminarayanan et al.
 2017) and an optional fixed random prior per head (randomised prior functions, Osband et al.
 2018). Uncertainty splits into aleatoric (the mean predicted variance) and epistemic (the
@@ -12,19 +15,22 @@ Legend: b batch, n tokens, d features, k members.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from einops import reduce
 from torch import Tensor, nn
 
-from nexus.backbones import Backbone
+from nexus.backbones import Backbone, load_backbone
 from nexus.base import RewardModel, RewardOutput
 from nexus.heads import ScalarHead
 from nexus.losses import probit_preference_logits, weighted_preference_loss
 
 BACKBONE_DIR = "backbone"
 AGGREGATIONS = ("mean", "min", "uwo", "lcb")
+FORMS = ("shared", "lora", "independent")
 
 
 def aggregate(means: Tensor, total_var: Tensor, how: str, uwo_lambda: float, lcb_k: float) -> Tensor:
@@ -46,52 +52,178 @@ def aggregate(means: Tensor, total_var: Tensor, how: str, uwo_lambda: float, lcb
     raise ValueError(f"aggregation={how!r}: expected one of {AGGREGATIONS}")
 
 
+def ensemble_preference_logits(means_a: Tensor, vars_a: Tensor, means_b: Tensor, vars_b: Tensor) -> Tensor:
+    """'b k' member Gaussians of a and b -> 'b' log-odds of P(a > b) averaged over members.
+
+    Each member's probability integrates its Gaussian (probit approximation); the ensemble's
+    is their mean (a mixture, Lakshminarayanan et al. 2017), returned as log-odds so a
+    temperature can divide it: log mean_k sigmoid(z_k) - log mean_k sigmoid(-z_k).
+    """
+    z = probit_preference_logits(means_a, vars_a, means_b, vars_b)
+    return torch.logsumexp(F.logsigmoid(z), dim=-1) - torch.logsumexp(F.logsigmoid(-z), dim=-1)
+
+
+class FeatureBank(nn.Module):
+    """A FIFO memory of recent pooled features 'm k d' and member rewards 'm k' (no gradient).
+
+    `consistency(features, means)` is the mean squared gap between the rewards of the batch
+    and those stored for bank entries whose features are near-identical (cosine similarity at
+    least `threshold`), per member: a smoothness penalty in feature space, in the spirit of
+    the memory banks of Wu et al. 2018 and the temporal ensembles of Laine & Aila 2017.
+    The bank is not part of the checkpoint.
+    """
+
+    def __init__(self, size: int, threshold: float):
+        super().__init__()
+        if size < 1 or not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"FeatureBank: size={size} must be >= 1, threshold={threshold} in [-1, 1]")
+        self.size, self.threshold, self.filled, self.cursor = size, threshold, 0, 0
+        self.register_buffer("features", torch.zeros(0), persistent=False)
+        self.register_buffer("rewards", torch.zeros(0), persistent=False)
+
+    def consistency(self, features: Tensor, means: Tensor) -> Tensor:
+        """'b k d' features, 'b k' member means -> '' penalty (0 while nothing is near)."""
+        if not self.filled:
+            return means.sum() * 0.0
+        bank_f, bank_r = self.features[: self.filled], self.rewards[: self.filled]
+        sim = torch.einsum("bkd,mkd->bmk", F.normalize(features, dim=-1), bank_f)
+        near = (sim >= self.threshold).to(means.dtype)
+        gap = (means[:, None, :] - bank_r[None, :, :]) ** 2  # 'b m k'
+        return (near * gap).sum() / near.sum().clamp(min=1.0)
+
+    @torch.no_grad()
+    def push(self, features: Tensor, means: Tensor) -> None:
+        """Store 'b k d' features (normalised) and 'b k' means, overwriting the oldest."""
+        if self.features.numel() == 0:
+            self.features = features.new_zeros(self.size, *features.shape[1:])
+            self.rewards = means.new_zeros(self.size, means.shape[1])
+        features, means = features[-self.size:], means[-self.size:]  # a batch larger than the bank
+        rows = torch.arange(self.cursor, self.cursor + len(features), device=features.device) % self.size
+        self.features[rows] = F.normalize(features.detach(), dim=-1).to(self.features.dtype)
+        self.rewards[rows] = means.detach().to(self.rewards.dtype)
+        self.cursor = int((self.cursor + len(features)) % self.size)
+        self.filled = min(self.size, self.filled + len(features))
+
+
 class EnsembleRewardModel(RewardModel):
-    """K heads on one backbone. `forward` returns 'b k 2' (member mean, member variance).
+    """K members. `forward` returns 'b k 2' (member mean, member variance).
 
     `score` returns `rewards: 'b'` (aggregated as `aggregation` says), `uncertainty: 'b'`
     (total std) and `extras` with 'member_means' 'b k', 'member_vars' 'b k',
     'epistemic_var' 'b' and 'aleatoric_var' 'b' (zero for scalar heads).
+
+    Args:
+        backbone: the pretrained backbone; `form="lora"` needs it loaded with `lora`.
+        form: "shared", "lora" or "independent" (see the module docstring).
+        member_backbones: `independent` only: one backbone name or path per member
+            (pretrain-seed diversity, e.g. `arith-lm-s0` .. `arith-lm-s7`), loaded with the
+            options of `backbone`; None: K copies of `backbone` (fine-tune-seed diversity).
+        consistency_weight: weight of the feature-bank consistency penalty (0: off).
     """
 
     model_type = "ensemble"
 
-    def __init__(self, backbone: Backbone, n_members: int = 4, head: str = "scalar", head_hidden: int = 256,
+    def __init__(self, backbone: Backbone, n_members: int = 4, form: str = "shared",
+                 member_backbones: list[str] | None = None, head: str = "scalar", head_hidden: int = 256,
                  dropout: float = 0.0, aggregation: str = "mean", uwo_lambda: float = 1.0, lcb_k: float = 1.0,
-                 prior_scale: float = 0.0, bootstrap: bool = True, seed: int = 0, batch_size: int = 32):
+                 prior_scale: float = 0.0, bootstrap: bool = True, consistency_weight: float = 0.0,
+                 bank_size: int = 1024, consistency_threshold: float = 0.99, seed: int = 0,
+                 batch_size: int = 32, members: list[Backbone] | None = None):
         super().__init__(batch_size=batch_size)
-        if n_members < 1 or head not in ("scalar", "gaussian") or aggregation not in AGGREGATIONS:
+        if n_members < 1 or head not in ("scalar", "gaussian") or aggregation not in AGGREGATIONS or form not in FORMS:
             raise ValueError(f"EnsembleRewardModel: n_members={n_members} must be >= 1, head={head!r} one of "
-                             f"('scalar', 'gaussian'), aggregation={aggregation!r} one of {AGGREGATIONS}")
-        self.backbone = backbone
-        self.n_members, self.head, self.head_hidden, self.dropout = n_members, head, head_hidden, dropout
+                             f"('scalar', 'gaussian'), aggregation={aggregation!r} one of {AGGREGATIONS}, "
+                             f"form={form!r} one of {FORMS}")
+        if member_backbones is not None and (form != "independent" or len(member_backbones) != n_members):
+            raise ValueError(f"member_backbones (length {len(member_backbones)}) needs form='independent' "
+                             f"(got {form!r}) and one name per member (n_members={n_members})")
+        self.n_members, self.form, self.member_backbones = n_members, form, member_backbones
+        self.head, self.head_hidden, self.dropout = head, head_hidden, dropout
         self.aggregation, self.uwo_lambda, self.lcb_k = aggregation, uwo_lambda, lcb_k
         self.prior_scale, self.bootstrap, self.seed = prior_scale, bootstrap, seed
-        outputs = 2 if head == "gaussian" else 1
+        self.consistency_weight = consistency_weight
+        self.bank_size, self.consistency_threshold = bank_size, consistency_threshold
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # per-member init seeds follow from the ensemble's seed
-            self.heads = nn.ModuleList(
-                ScalarHead(backbone.feature_size, head_hidden, dropout, outputs) for _ in range(n_members))
+            self.backbones = nn.ModuleList(members or self._build_members(backbone))
+            outputs = 2 if head == "gaussian" else 1
+            features = self.backbone.feature_size
+            self.heads = nn.ModuleList(ScalarHead(features, head_hidden, dropout, outputs) for _ in range(n_members))
             self.priors = nn.ModuleList(
-                ScalarHead(backbone.feature_size, head_hidden, 0.0, 1) for _ in range(n_members if prior_scale else 0))
+                ScalarHead(features, head_hidden, 0.0, 1) for _ in range(n_members if prior_scale else 0))
         self.priors.requires_grad_(False)  # fixed random functions, never trained
+        self.bank = FeatureBank(bank_size, consistency_threshold) if consistency_weight else None
+        self.aux_loss: Tensor | None = None  # set by a training forward; the trainer adds it
+
+    def _build_members(self, backbone: Backbone) -> list[Backbone]:
+        if self.form == "shared":
+            return [backbone]
+        if self.form == "lora":
+            model = backbone.model
+            if backbone.lora is None or not hasattr(model, "add_adapter"):
+                raise ValueError("form='lora' needs a backbone loaded with LoRA adapters "
+                                 "(backbone.lora={r: 8, alpha: 16, ...})")
+            for name in self.adapter_names[1:]:  # the first adapter is peft's "default"
+                model.add_adapter(name, copy.deepcopy(model.peft_config["default"]))
+            return [backbone]
+        if self.member_backbones is None:  # fine-tune-seed diversity: copies of one pretrained model
+            return [backbone] + [copy.deepcopy(backbone) for _ in range(self.n_members - 1)]
+        spec = backbone.spec()
+        options = {k: spec[k] for k in ("pooling", "max_length", "padding_side", "lora", "lm_logprobs")}
+        members = [load_backbone(name, seed=self.seed + i, **options) for i, name in enumerate(self.member_backbones)]
+        vocab = members[0].tokenizer.get_vocab()
+        for i, member in enumerate(members[1:], start=1):
+            if member.tokenizer.get_vocab() != vocab:
+                raise ValueError(f"member_backbones[{i}]={self.member_backbones[i]!r} has another tokenizer than "
+                                 f"member_backbones[0]={self.member_backbones[0]!r}; members must share one")
+        return members
+
+    @property
+    def backbone(self) -> Backbone:
+        """The backbone that tokenizes (all members share its tokenizer)."""
+        return self.backbones[0]
+
+    @property
+    def adapter_names(self) -> list[str]:
+        return ["default"] + [f"member{i}" for i in range(1, self.n_members)]
 
     @property
     def bootstrap_members(self) -> int | None:
         """How many bootstrap weight columns the collator should draw (None: no bootstrap)."""
         return self.n_members if self.bootstrap else None
 
+    def member_features(self, input_ids: Tensor, attention_mask: Tensor) -> list[Tensor]:
+        """'b n', 'b n' -> K pooled features 'b d' (for `shared`, one tensor K times)."""
+        if self.form == "shared":
+            return [self.backbone(input_ids, attention_mask)] * self.n_members
+        if self.form == "independent":
+            return [member(input_ids, attention_mask) for member in self.backbones]
+        model, features = self.backbone.model, []
+        for name in self.adapter_names:
+            model.set_adapter(name)
+            features.append(self.backbone(input_ids, attention_mask))
+        # peft's set_adapter freezes the inactive adapters; every member trains in the same step.
+        for param_name, param in model.named_parameters():
+            if "lora_" in param_name:
+                param.requires_grad_(True)
+        return features
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """'b n', 'b n' -> 'b k 2': each member's reward mean and variance."""
-        features = self.backbone(input_ids, attention_mask)
-        outs = torch.stack([head(features) for head in self.heads], dim=1)  # 'b k' or 'b k 2'
+        features = self.member_features(input_ids, attention_mask)
+        outs = torch.stack([head(f) for head, f in zip(self.heads, features)], dim=1)  # 'b k' or 'b k 2'
         if self.head == "scalar":
             means, variances = outs, torch.zeros_like(outs)
         else:
             means, variances = outs[..., 0], outs[..., 1].clamp(-10.0, 10.0).exp()
         if self.prior_scale:
-            prior = torch.stack([p(features.detach()) for p in self.priors], dim=1)
+            prior = torch.stack([p(f.detach()) for p, f in zip(self.priors, features)], dim=1)
             means = means + self.prior_scale * prior
+        self.aux_loss = None
+        if self.bank is not None and self.training:
+            stacked = torch.stack(features, dim=1)  # 'b k d'
+            self.aux_loss = self.consistency_weight * self.bank.consistency(stacked, means)
+            self.bank.push(stacked, means)
         return torch.stack([means, variances], dim=-1)
 
     def pair_loss(self, chosen: Tensor, rejected: Tensor, weights: Tensor | None, label_smoothing: float) -> Tensor:
@@ -115,27 +247,36 @@ class EnsembleRewardModel(RewardModel):
                   "aleatoric_var": aleatoric}
         return RewardOutput(rewards=rewards, uncertainty=total.sqrt(), extras=extras)
 
-    def compare(self, prompts, responses_a, responses_b) -> Tensor:
-        """'b': P(a preferred to b), the probit-integrated probability averaged over members."""
-        a = self.score(prompts, responses_a).extras
-        b = self.score(prompts, responses_b).extras
-        logits = probit_preference_logits(a["member_means"], a["member_vars"], b["member_means"], b["member_vars"])
-        return reduce(torch.sigmoid(logits), "b k -> b", "mean")
+    def preference_logits(self, out_a: RewardOutput, out_b: RewardOutput) -> Tensor:
+        """'b' log-odds of the members' average probit-integrated P(a > b) (see `ensemble_preference_logits`)."""
+        a, b = out_a.extras, out_b.extras
+        return ensemble_preference_logits(a["member_means"], a["member_vars"], b["member_means"], b["member_vars"])
 
     def config_dict(self) -> dict:
-        return {
-            "backbone": self.backbone.spec(), "n_members": self.n_members, "head": self.head,
-            "head_hidden": self.head_hidden, "dropout": self.dropout, "aggregation": self.aggregation,
-            "uwo_lambda": self.uwo_lambda, "lcb_k": self.lcb_k, "prior_scale": self.prior_scale,
-            "bootstrap": self.bootstrap, "seed": self.seed, "batch_size": self.batch_size,
+        config = {
+            "backbone": self.backbone.spec(), "n_members": self.n_members, "form": self.form,
+            "member_backbones": self.member_backbones, "head": self.head, "head_hidden": self.head_hidden,
+            "dropout": self.dropout, "aggregation": self.aggregation, "uwo_lambda": self.uwo_lambda,
+            "lcb_k": self.lcb_k, "prior_scale": self.prior_scale, "bootstrap": self.bootstrap,
+            "consistency_weight": self.consistency_weight, "bank_size": self.bank_size,
+            "consistency_threshold": self.consistency_threshold, "seed": self.seed, "batch_size": self.batch_size,
         }
+        if self.form == "independent":
+            config["member_specs"] = [member.spec() for member in self.backbones]
+        return config
+
+    @staticmethod
+    def _member_dir(directory: Path, index: int) -> Path:
+        return directory / (BACKBONE_DIR if index == 0 else f"{BACKBONE_DIR}_{index}")
 
     def _save_extra(self, directory: Path) -> None:
-        self.backbone.save_architecture(directory / BACKBONE_DIR)
+        for i, member in enumerate(self.backbones):
+            member.save_architecture(self._member_dir(directory, i))
 
     @classmethod
     def _from_config(cls, config: dict, directory: Path) -> "EnsembleRewardModel":
-        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone")}
-        return cls(Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"]), **kwargs)
-
-
+        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone", "member_specs")}
+        specs = config.get("member_specs") or [config["backbone"]]
+        members = [Backbone.from_architecture(cls._member_dir(directory, i), spec) for i, spec in enumerate(specs)]
+        # Members come from the saved architectures; `member_backbones` is kept as a record only.
+        return cls(members[0], members=members if len(members) > 1 else None, **kwargs)

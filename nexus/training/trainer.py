@@ -91,6 +91,8 @@ class RewardTrainer(Trainer):
             rm = self.accelerator.unwrap_model(model)
             loss = rm.pair_loss(chosen, rejected, inputs.get("member_weights"), self.args.label_smoothing)
             chosen, rejected = rm.reduce(chosen), rm.reduce(rejected)
+            if getattr(rm, "aux_loss", None) is not None:  # e.g. the ensemble's feature-bank penalty
+                loss = loss + rm.aux_loss
         if self.args.center_rewards_coefficient:
             loss = loss + self.args.center_rewards_coefficient * losses.reward_centering_loss(chosen, rejected)
         if return_outputs:
