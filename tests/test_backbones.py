@@ -104,3 +104,14 @@ def test_lm_logprob_features_are_padding_invariant(name):
     torch.testing.assert_close(bb(**bb.encode(prompts, responses)), right, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="lm_logprobs=True needs a decoder"):
         load_backbone("tiny-bert", lm_logprobs=True)
+
+
+@pytest.mark.parametrize("name, groups", [
+    ("arith-lm", (None, None)), ("arith-lm@shifted", (None, "shifted")),
+    ("arith-lm-s3", ("3", None)), ("arith-lm-s12@shifted_ops", ("12", "shifted_ops")),
+])
+def test_task_lm_names_carry_seed_and_split(name, groups):
+    from nexus.backbones import ARITH_LM_NAME
+
+    assert ARITH_LM_NAME.fullmatch(name).groups() == groups
+    assert ARITH_LM_NAME.fullmatch("arith-lm-sx") is None and ARITH_LM_NAME.fullmatch("arith-lm@") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
@@ -11,18 +12,22 @@ from nexus.backbones.packaged import PACKAGED
 from nexus.backbones.tiny import TINY, build_tiny
 
 BUILTIN = (*TINY, "arith-lm", *PACKAGED)
+# arith-lm[-s<pretraining seed>][@<split>], e.g. arith-lm, arith-lm@shifted, arith-lm-s3
+ARITH_LM_NAME = re.compile(r"arith-lm(?:-s(\d+))?(?:@(\w+))?")
 
 
 def resolve_backbone_dir(name_or_path: str) -> Path | None:
     """The local HF directory behind a name (None for the tiny random configs)."""
     if name_or_path in TINY:
         return None
-    if name_or_path == "arith-lm" or name_or_path.startswith("arith-lm@"):
+    task_lm = ARITH_LM_NAME.fullmatch(name_or_path)
+    if task_lm:
         from nexus.backbones.arith_lm import ArithLMConfig, arith_lm_dir
 
-        # "arith-lm@shifted": the task LM trained on another split of the arithmetic task.
-        split = name_or_path.partition("@")[2] or "id"
-        return arith_lm_dir(ArithLMConfig(split=split))
+        # "arith-lm@shifted": trained on another split; "arith-lm-s3": pretraining seed 3
+        # (differently pretrained members of an ensemble, Eisenstein et al. 2023).
+        seed, split = task_lm.groups()
+        return arith_lm_dir(ArithLMConfig(split=split or "id", seed=int(seed or 0)))
     if name_or_path in PACKAGED:
         from nexus.backbones.packaged import packaged_model_dir
 

@@ -137,7 +137,8 @@ class EnsembleRewardModel(RewardModel):
         if member_backbones is not None and (form != "independent" or len(member_backbones) != n_members):
             raise ValueError(f"member_backbones (length {len(member_backbones)}) needs form='independent' "
                              f"(got {form!r}) and one name per member (n_members={n_members})")
-        self.n_members, self.form, self.member_backbones = n_members, form, member_backbones
+        self.n_members, self.form = n_members, form
+        self.member_backbones = None if member_backbones is None else [str(m) for m in member_backbones]
         self.head, self.head_hidden, self.dropout = head, head_hidden, dropout
         self.aggregation, self.uwo_lambda, self.lcb_k = aggregation, uwo_lambda, lcb_k
         self.prior_scale, self.bootstrap, self.seed = prior_scale, bootstrap, seed

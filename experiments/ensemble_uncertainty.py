@@ -1,0 +1,238 @@
+"""The ensemble-uncertainty study (issue 3): `python -m experiments.run experiment=ensemble_uncertainty`.
+
+For each label-noise rate and each ensemble variant (member form and source of diversity), train
+on `arithmetic` preferences and measure, for K members, on an in-distribution and a shifted split:
+accuracy, calibration (ECE before and after temperature scaling, Brier, NLL), how well the
+uncertainty predicts the ensemble's own mistakes (AUROC with a bootstrap interval), selective
+prediction (area under the risk-coverage curve) and the mean epistemic variance.
+
+Writes into the run directory: metrics.csv/.json, results.md (every cell), summary.md (the
+findings the issue asks for), reliability_*.png, risk_coverage_*.png, epistemic.png, and
+the trained models under models/. Legend: b pairs, k members.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from scipy import special
+from transformers import set_seed
+
+from experiments.common import configure_logger, load_pairs
+from nexus import metrics
+from nexus.calibration import fit_temperature
+from nexus.evaluation import score_pairs
+from nexus.models.ensemble import EnsembleRewardModel, ensemble_preference_logits
+from nexus.reporting import markdown_table, plot_reliability, write_report
+from nexus.training import RewardTrainer
+
+
+@dataclass
+class MemberScores:
+    """Every member's Gaussian for both sides of each pair: four 'b k' arrays."""
+
+    mean_c: np.ndarray
+    var_c: np.ndarray
+    mean_r: np.ndarray
+    var_r: np.ndarray
+
+    @classmethod
+    def of(cls, rm: EnsembleRewardModel, pairs) -> "MemberScores":
+        scores = score_pairs(rm, pairs)
+        c, r = scores.chosen.extras, scores.rejected.extras
+        return cls(*(x.double().numpy() for x in (c["member_means"], c["member_vars"],
+                                                  r["member_means"], r["member_vars"])))
+
+    def first(self, k: int) -> "MemberScores":
+        """The sub-ensemble of the first k members."""
+        return MemberScores(self.mean_c[:, :k], self.var_c[:, :k], self.mean_r[:, :k], self.var_r[:, :k])
+
+    @property
+    def logits(self) -> np.ndarray:
+        """'b' log-odds that chosen is preferred, integrated over the members (as `compare`)."""
+        parts = (torch.from_numpy(x) for x in (self.mean_c, self.var_c, self.mean_r, self.var_r))
+        return ensemble_preference_logits(*parts).numpy()
+
+    @property
+    def pair_std(self) -> np.ndarray:
+        """'b' total std of r_c - r_r: spread of the member differences plus predicted variances."""
+        diff = self.mean_c - self.mean_r
+        return np.sqrt(diff.var(axis=1) + (self.var_c + self.var_r).mean(axis=1))
+
+    @property
+    def epistemic(self) -> np.ndarray:
+        """'(2 b)' variance of the member means of every scored response."""
+        return np.concatenate([self.mean_c.var(axis=1), self.mean_r.var(axis=1)])
+
+    @property
+    def aleatoric(self) -> np.ndarray:
+        return np.concatenate([self.var_c.mean(axis=1), self.var_r.mean(axis=1)])
+
+
+def cell_metrics(s: MemberScores, temperature: float, n_resamples: int, seed: int = 0) -> dict:
+    """Every number of one (noise, variant, K, split) cell."""
+    chosen, rejected = s.mean_c.mean(axis=1), s.mean_r.mean(axis=1)  # the `mean` aggregation
+    errors = (chosen <= rejected).astype(np.float64)
+    raw = metrics.both_orientations(special.expit(s.logits))
+    calibrated = metrics.both_orientations(special.expit(s.logits / temperature))
+    row = {
+        "accuracy": metrics.pairwise_accuracy(chosen, rejected),
+        "ece": metrics.expected_calibration_error(*raw),
+        "ece_calibrated": metrics.expected_calibration_error(*calibrated),
+        "temperature": temperature,
+        "brier": metrics.brier_score(*raw),
+        "nll": metrics.negative_log_likelihood(*raw),
+        "nll_calibrated": metrics.negative_log_likelihood(*calibrated),
+    }
+    uncertainty = s.pair_std
+    if 0 < errors.sum() < errors.size:
+        row["auroc_mistakes"] = metrics.auroc(uncertainty, errors)
+        row["auroc_lo"], row["auroc_hi"] = metrics.bootstrap_interval(
+            metrics.auroc, uncertainty, errors, n_resamples=n_resamples, seed=seed)
+    else:  # no mistakes (or only mistakes): nothing to detect
+        row["auroc_mistakes"] = row["auroc_lo"] = row["auroc_hi"] = float("nan")
+    row["aurc"] = metrics.area_under_risk_coverage(uncertainty, errors)
+    row["aurc_confidence"] = metrics.area_under_risk_coverage(-np.abs(s.logits), errors)
+    row["epistemic_var"] = float(s.epistemic.mean())
+    row["aleatoric_var"] = float(s.aleatoric.mean())
+    return row
+
+
+def train_ensemble(cfg: DictConfig, variant: DictConfig, k: int, train_pairs, out_dir: Path) -> EnsembleRewardModel:
+    """Train one ensemble of k members as `variant` says, with the run's trainer settings."""
+    model_cfg = OmegaConf.merge(cfg.model, variant.get("model", {}), {"n_members": k})
+    if model_cfg.member_backbones is not None:
+        model_cfg.member_backbones = list(model_cfg.member_backbones)[:k]
+    if k == 1 and not variant.get("nested", False):
+        model_cfg.bootstrap = False  # the single-model baseline trains on all the data
+    backbone_cfg = OmegaConf.merge(cfg.backbone, variant.get("backbone", {}))
+    set_seed(cfg.seed)
+    rm = instantiate(model_cfg, backbone=instantiate(backbone_cfg))
+    args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints"), report_to=configure_logger(cfg.logger))
+    RewardTrainer(model=rm, args=args, train_dataset=train_pairs).train()
+    return rm.eval()
+
+
+def run(cfg: DictConfig, out_dir: Path) -> list[dict]:
+    exp = cfg.experiment
+    rows, curves, timings = [], {}, {}
+    for noise in exp.label_noise:
+        data_cfg = OmegaConf.merge(cfg.data, {"label_noise": float(noise)})
+        data = load_pairs(data_cfg)
+        if not data.calibration:
+            raise ValueError("the study fits temperatures on data.n_calibration validation pairs; set it > 0")
+        for name, variant in exp.variants.items():
+            ks = sorted(variant.get("n_members") or exp.n_members)
+            trained = [max(ks)] if variant.get("nested", False) else ks
+            for size in trained:
+                start = time.perf_counter()
+                rm = train_ensemble(cfg, variant, size, data.train, out_dir)
+                timings[f"noise={noise} {name} k={size}"] = round(time.perf_counter() - start, 1)
+                if exp.save_models:
+                    rm.save_pretrained(out_dir / "models" / f"noise{noise}" / f"{name}_k{size}")
+                sets = {"calibration": MemberScores.of(rm, data.calibration)}
+                sets.update({split: MemberScores.of(rm, data.evals[split]) for split in exp.eval_splits})
+                for k in (ks if variant.get("nested", False) else [size]):
+                    temperature = fit_temperature(sets["calibration"].first(k).logits)
+                    for split in exp.eval_splits:
+                        scores = sets[split].first(k)
+                        row = {"noise": noise, "variant": name, "form": variant.model.form, "k": k, "split": split,
+                               **cell_metrics(scores, temperature, exp.bootstrap_resamples, seed=cfg.seed)}
+                        rows.append(row)
+                        curves[(noise, name, k, split)] = scores
+                print(markdown_table([r for r in rows if r["noise"] == noise and r["variant"] == name]), flush=True)
+    write_report(out_dir, rows, {"train_seconds": timings})
+    summary = summarize(rows, exp)
+    (out_dir / "summary.md").write_text(summary + "\n")
+    plot_study(out_dir, curves, exp)
+    print(f"\n{summary}\n\nwritten to {out_dir}", flush=True)
+    return rows
+
+
+def _find(rows: list[dict], **where) -> dict | None:
+    return next((r for r in rows if all(r[k] == v for k, v in where.items())), None)
+
+
+def summarize(rows: list[dict], exp: DictConfig) -> str:
+    """The findings the issue asks for, each read off the rows (Markdown)."""
+    id_split, shifted = exp.eval_splits[0], exp.eval_splits[-1]
+    kmax = max(exp.n_members)
+    lines = ["## Findings", ""]
+    lines.append(f"Epistemic variance, mean over responses, {id_split} vs {shifted}, K={kmax}:")
+    lines.append("")
+    table = []
+    for r in rows:
+        if r["k"] == kmax and r["split"] == id_split:
+            other = _find(rows, noise=r["noise"], variant=r["variant"], k=kmax, split=shifted)
+            if other:
+                table.append({"noise": r["noise"], "variant": r["variant"], f"epistemic_{id_split}": r["epistemic_var"],
+                              f"epistemic_{shifted}": other["epistemic_var"],
+                              "ratio": other["epistemic_var"] / max(r["epistemic_var"], 1e-12)})
+    lines += [markdown_table(table), ""] if table else ["(no K=max rows)", ""]
+    noisy = max(exp.label_noise)
+    single = _find(rows, noise=noisy, variant="shared", k=1, split=id_split)
+    if single:
+        lines.append(f"ECE on {id_split} with {noisy:.0%} label noise, single model (shared, K=1): "
+                     f"{single['ece']:.4f} (after temperature scaling {single['ece_calibrated']:.4f}); K={kmax}:")
+        lines.append("")
+        table = [{"variant": r["variant"], "ece": r["ece"], "ece_calibrated": r["ece_calibrated"],
+                  "lower_than_single": r["ece"] < single["ece"]}
+                 for r in rows if r["noise"] == noisy and r["k"] == kmax and r["split"] == id_split]
+        lines += [markdown_table(table), ""] if table else []
+    table = [{"noise": r["noise"], "variant": r["variant"], "split": r["split"], "auroc_mistakes": r["auroc_mistakes"],
+              "ci95": f"[{r['auroc_lo']:.3f}, {r['auroc_hi']:.3f}]", "above_0.5": r["auroc_lo"] > 0.5}
+             for r in rows if r["k"] == kmax]
+    lines += [f"AUROC of the uncertainty (total std of r_c - r_r) for the ensemble's own mistakes, K={kmax}, "
+              "with a 95% bootstrap interval over pairs:", "", markdown_table(table)] if table else []
+    return "\n".join(lines)
+
+
+def plot_study(out_dir: Path, curves: dict, exp: DictConfig) -> None:
+    """Reliability diagrams and risk-coverage curves per noise rate; epistemic ID vs shifted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kmax, kmin = max(exp.n_members), min(exp.n_members)
+    id_split, shifted = exp.eval_splits[0], exp.eval_splits[-1]
+    for noise in exp.label_noise:
+        tag = f"noise{int(round(noise * 100))}"
+        reliability = {f"{name} K={k}": special.expit(s.logits) for (n, name, k, split), s in curves.items()
+                       if n == noise and split == id_split and k in (kmin, kmax)}
+        plot_reliability(out_dir / f"reliability_{tag}.png", reliability,
+                         title=f"Reliability, {id_split}, {noise:.0%} label noise")
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        for (n, name, k, split), s in curves.items():
+            if n == noise and split == id_split and k in (kmin, kmax):
+                errors = (s.mean_c.mean(1) <= s.mean_r.mean(1)).astype(float)
+                coverage, risk = metrics.risk_coverage_curve(s.pair_std, errors)
+                ax.plot(coverage, risk, label=f"{name} K={k} (AURC {risk.mean():.4f})")
+        ax.set(xlabel="coverage (most certain fraction kept)", ylabel="error rate among kept",
+               title=f"Risk-coverage, {id_split}, {noise:.0%} label noise", xlim=(0, 1))
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / f"risk_coverage_{tag}.png", dpi=120)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    labels, ids, shifts = [], [], []
+    for (n, name, k, split), s in curves.items():
+        if k == kmax and split == id_split and (n, name, k, shifted) in curves:
+            labels.append(f"{name}\n{n:.0%} noise")
+            ids.append(s.epistemic.mean())
+            shifts.append(curves[(n, name, k, shifted)].epistemic.mean())
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, ids, 0.4, label=id_split)
+    ax.bar(x + 0.2, shifts, 0.4, label=shifted)
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set(ylabel="mean epistemic variance", yscale="log", title=f"Epistemic uncertainty, K={kmax}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "epistemic.png", dpi=120)
+    plt.close(fig)

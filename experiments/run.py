@@ -1,0 +1,35 @@
+"""Run a study: `python -m experiments.run experiment=ensemble_uncertainty [key=value ...]`.
+
+Each experiment config (experiments/conf/experiment/) names its study in `experiment.name`;
+the study writes its tables, CSV and plots into the Hydra run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from experiments.common import save_config
+
+
+def studies() -> dict:
+    """Study name -> `run(cfg, out_dir)`; imported lazily so one study's imports don't slow another."""
+    from experiments import ensemble_uncertainty
+
+    return {"ensemble_uncertainty": ensemble_uncertainty.run}
+
+
+@hydra.main(config_path="conf", config_name="run", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    known = studies()
+    if cfg.experiment.name not in known:
+        raise ValueError(f"experiment.name={cfg.experiment.name!r}: expected one of {sorted(known)}")
+    save_config(cfg, out_dir)
+    known[cfg.experiment.name](cfg, out_dir)
+
+
+if __name__ == "__main__":
+    main()
