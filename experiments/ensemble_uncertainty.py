@@ -33,6 +33,10 @@ from nexus.reporting import markdown_table, plot_reliability, write_report
 from nexus.training import RewardTrainer
 
 
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    return special.entr(p) + special.entr(1.0 - p)
+
+
 @dataclass
 class MemberScores:
     """Every member's Gaussian for both sides of each pair: four 'b k' arrays."""
@@ -60,6 +64,22 @@ class MemberScores:
         return ensemble_preference_logits(*parts).numpy()
 
     @property
+    def member_probs(self) -> np.ndarray:
+        """'b k' each member's probit-integrated P(chosen preferred)."""
+        z = (self.mean_c - self.mean_r) / np.sqrt(1 + np.pi / 8 * (self.var_c + self.var_r))
+        return special.expit(z)
+
+    @property
+    def entropy(self) -> np.ndarray:
+        """'b' total predictive entropy of the ensemble's preference (the members' mean), in nats."""
+        return _binary_entropy(self.member_probs.mean(axis=1))
+
+    @property
+    def mutual_information(self) -> np.ndarray:
+        """'b' epistemic part of the entropy: H(mean p) - mean H(p_k) (BALD, Houlsby et al. 2011)."""
+        return np.clip(self.entropy - _binary_entropy(self.member_probs).mean(axis=1), 0.0, None)
+
+    @property
     def pair_std(self) -> np.ndarray:
         """'b' total std of r_c - r_r: spread of the member differences plus predicted variances."""
         diff = self.mean_c - self.mean_r
@@ -73,6 +93,13 @@ class MemberScores:
     @property
     def aleatoric(self) -> np.ndarray:
         return np.concatenate([self.var_c.mean(axis=1), self.var_r.mean(axis=1)])
+
+
+def save_scores(path: Path, sets: dict[str, MemberScores]) -> None:
+    """Every member's means and variances per set, so metrics can be recomputed without training."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{f"{name}.{field}": getattr(s, field) for name, s in sets.items()
+                                 for field in ("mean_c", "var_c", "mean_r", "var_r")})
 
 
 def cell_metrics(s: MemberScores, temperature: float, n_resamples: int, seed: int = 0) -> dict:
@@ -90,15 +117,20 @@ def cell_metrics(s: MemberScores, temperature: float, n_resamples: int, seed: in
         "nll": metrics.negative_log_likelihood(*raw),
         "nll_calibrated": metrics.negative_log_likelihood(*calibrated),
     }
-    uncertainty = s.pair_std
+    # Three per-pair uncertainties: the epistemic mutual information (the headline: what an
+    # ensemble adds), the total predictive entropy, and the total std of r_c - r_r.
+    for name, uncertainty in (("mi", s.mutual_information), ("entropy", s.entropy), ("reward_std", s.pair_std)):
+        if 0 < errors.sum() < errors.size:
+            row[f"auroc_{name}"] = metrics.auroc(uncertainty, errors)
+        else:  # no mistakes (or only mistakes): nothing to detect
+            row[f"auroc_{name}"] = float("nan")
+        row[f"aurc_{name}"] = metrics.area_under_risk_coverage(uncertainty, errors)
     if 0 < errors.sum() < errors.size:
-        row["auroc_mistakes"] = metrics.auroc(uncertainty, errors)
-        row["auroc_lo"], row["auroc_hi"] = metrics.bootstrap_interval(
-            metrics.auroc, uncertainty, errors, n_resamples=n_resamples, seed=seed)
-    else:  # no mistakes (or only mistakes): nothing to detect
-        row["auroc_mistakes"] = row["auroc_lo"] = row["auroc_hi"] = float("nan")
-    row["aurc"] = metrics.area_under_risk_coverage(uncertainty, errors)
-    row["aurc_confidence"] = metrics.area_under_risk_coverage(-np.abs(s.logits), errors)
+        row["auroc_mi_lo"], row["auroc_mi_hi"] = metrics.bootstrap_interval(
+            metrics.auroc, s.mutual_information, errors, n_resamples=n_resamples, seed=seed)
+    else:
+        row["auroc_mi_lo"] = row["auroc_mi_hi"] = float("nan")
+    row["mi"] = float(s.mutual_information.mean())
     row["epistemic_var"] = float(s.epistemic.mean())
     row["aleatoric_var"] = float(s.aleatoric.mean())
     return row
@@ -138,6 +170,7 @@ def run(cfg: DictConfig, out_dir: Path) -> list[dict]:
                     rm.save_pretrained(out_dir / "models" / f"noise{noise}" / f"{name}_k{size}")
                 sets = {"calibration": MemberScores.of(rm, data.calibration)}
                 sets.update({split: MemberScores.of(rm, data.evals[split]) for split in exp.eval_splits})
+                save_scores(out_dir / "scores" / f"noise{noise}_{name}_k{size}.npz", sets)
                 for k in (ks if variant.get("nested", False) else [size]):
                     temperature = fit_temperature(sets["calibration"].first(k).logits)
                     for split in exp.eval_splits:
@@ -164,7 +197,8 @@ def summarize(rows: list[dict], exp: DictConfig) -> str:
     id_split, shifted = exp.eval_splits[0], exp.eval_splits[-1]
     kmax = max(exp.n_members)
     lines = ["## Findings", ""]
-    lines.append(f"Epistemic variance, mean over responses, {id_split} vs {shifted}, K={kmax}:")
+    lines.append(f"Epistemic uncertainty, {id_split} vs {shifted}, K={kmax}: the variance of the member rewards "
+                 "(mean over responses) and the mutual information of the preference (mean over pairs):")
     lines.append("")
     table = []
     for r in rows:
@@ -173,7 +207,8 @@ def summarize(rows: list[dict], exp: DictConfig) -> str:
             if other:
                 table.append({"noise": r["noise"], "variant": r["variant"], f"epistemic_{id_split}": r["epistemic_var"],
                               f"epistemic_{shifted}": other["epistemic_var"],
-                              "ratio": other["epistemic_var"] / max(r["epistemic_var"], 1e-12)})
+                              "ratio": other["epistemic_var"] / max(r["epistemic_var"], 1e-12),
+                              f"mi_{id_split}": r["mi"], f"mi_{shifted}": other["mi"]})
     lines += [markdown_table(table), ""] if table else ["(no K=max rows)", ""]
     noisy = max(exp.label_noise)
     single = _find(rows, noise=noisy, variant="shared", k=1, split=id_split)
@@ -185,11 +220,14 @@ def summarize(rows: list[dict], exp: DictConfig) -> str:
                   "lower_than_single": r["ece"] < single["ece"]}
                  for r in rows if r["noise"] == noisy and r["k"] == kmax and r["split"] == id_split]
         lines += [markdown_table(table), ""] if table else []
-    table = [{"noise": r["noise"], "variant": r["variant"], "split": r["split"], "auroc_mistakes": r["auroc_mistakes"],
-              "ci95": f"[{r['auroc_lo']:.3f}, {r['auroc_hi']:.3f}]", "above_0.5": r["auroc_lo"] > 0.5}
+    table = [{"noise": r["noise"], "variant": r["variant"], "split": r["split"], "accuracy": r["accuracy"],
+              "auroc_mi": r["auroc_mi"], "ci95": f"[{r['auroc_mi_lo']:.3f}, {r['auroc_mi_hi']:.3f}]",
+              "above_0.5": r["auroc_mi_lo"] > 0.5, "auroc_entropy": r["auroc_entropy"],
+              "auroc_reward_std": r["auroc_reward_std"]}
              for r in rows if r["k"] == kmax]
-    lines += [f"AUROC of the uncertainty (total std of r_c - r_r) for the ensemble's own mistakes, K={kmax}, "
-              "with a 95% bootstrap interval over pairs:", "", markdown_table(table)] if table else []
+    lines += [f"AUROC for the ensemble's own mistakes, K={kmax}: of the mutual information (epistemic, with a "
+              "95% bootstrap interval over pairs), of the total predictive entropy, and of the std of "
+              "r_c - r_r:", "", markdown_table(table)] if table else []
     return "\n".join(lines)
 
 
@@ -212,9 +250,9 @@ def plot_study(out_dir: Path, curves: dict, exp: DictConfig) -> None:
         for (n, name, k, split), s in curves.items():
             if n == noise and split == id_split and k in (kmin, kmax):
                 errors = (s.mean_c.mean(1) <= s.mean_r.mean(1)).astype(float)
-                coverage, risk = metrics.risk_coverage_curve(s.pair_std, errors)
+                coverage, risk = metrics.risk_coverage_curve(s.entropy, errors)
                 ax.plot(coverage, risk, label=f"{name} K={k} (AURC {risk.mean():.4f})")
-        ax.set(xlabel="coverage (most certain fraction kept)", ylabel="error rate among kept",
+        ax.set(xlabel="coverage (lowest predictive entropy kept)", ylabel="error rate among kept",
                title=f"Risk-coverage, {id_split}, {noise:.0%} label noise", xlim=(0, 1))
         ax.legend(fontsize=7)
         fig.tight_layout()

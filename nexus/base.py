@@ -103,6 +103,8 @@ class RewardModel(nn.Module, ABC):
 
     model_type: ClassVar[str]
     accepts_steps: ClassVar[bool] = False
+    # The data the family trains on: "pairwise" (Bradley-Terry), "outcome" or "process" (per-token labels).
+    data_format: ClassVar[str] = "pairwise"
 
     def __init__(self, batch_size: int = 32):
         super().__init__()
@@ -126,6 +128,12 @@ class RewardModel(nn.Module, ABC):
 
     def _save_extra(self, directory: Path) -> None:
         """Write files beside the weights (e.g. the backbone's tokenizer)."""
+
+    def data_collator(self, seed: int = 0):
+        """What turns training examples of `data_format` into batches for `RewardTrainer`."""
+        from nexus.data.collators import PairwiseCollator
+
+        return PairwiseCollator(self.backbone, getattr(self, "bootstrap_members", None), seed=seed)
 
     @property
     def device(self) -> torch.device:

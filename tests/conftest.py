@@ -31,6 +31,11 @@ def scalar_rm():
 
 def compose_train(tmp_path, overrides: list[str]):
     """Compose experiments/conf/train.yaml as `python -m experiments.train` would."""
+    return compose_config(tmp_path, "train", overrides)
+
+
+def compose_config(tmp_path, name: str, overrides: list[str]):
+    """Compose experiments/conf/<name>.yaml as its entry point would, with the run dir at tmp_path."""
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
@@ -39,7 +44,7 @@ def compose_train(tmp_path, overrides: list[str]):
 
     conf = Path(__file__).resolve().parents[1] / "experiments" / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra.run.dir={tmp_path}", *overrides], return_hydra_config=True)
+        cfg = compose(name, overrides=[f"hydra.run.dir={tmp_path}", *overrides], return_hydra_config=True)
     OmegaConf.set_readonly(cfg.hydra, False)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path)

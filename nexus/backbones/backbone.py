@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
@@ -58,6 +59,18 @@ def is_encoder_config(config) -> bool:
     return config.model_type in ENCODER_TYPES
 
 
+def token_logprobs(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """'b n v', 'b n', 'b n' -> ('b n' log p(token t | tokens < t), 'b n' bool: t was scored).
+
+    Token t is scored by the LM head at position t - 1; the first token and pads are not.
+    """
+    logits = logits[:, :-1].float()
+    # gather minus logsumexp: no second vocabulary-sized tensor (49k wide for SmolLM2).
+    logp = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
+    valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
+    return F.pad(logp, (1, 0)), F.pad(valid, (1, 0))
+
+
 def token_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     """'b n v', 'b n', 'b n' -> 'b 2': mean and min log-likelihood of the tokens read.
 
@@ -65,15 +78,21 @@ def token_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tenso
     minimum is the single most surprising token: a wrong step stands out there,
     and the prompt, shared by both sides of a pair, cancels in the mean's difference.
     """
-    logits = logits[:, :-1].float()
-    # gather minus logsumexp: no second vocabulary-sized tensor (49k wide for SmolLM2).
-    logp = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
-    valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
+    logp, valid = token_logprobs(logits, input_ids, attention_mask)
     count = valid.sum(-1).clamp(min=1)
     mean = torch.where(valid, logp, 0.0).sum(-1) / count
     low = torch.where(valid, logp, torch.inf).amin(-1)
     low = torch.where(valid.any(-1), low, 0.0)  # a one-token input has nothing to score
     return torch.stack([mean, low], dim=-1)
+
+
+def running_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """'b n v', 'b n', 'b n' -> 'b n 2': at every position, the mean and min log-likelihood of
+    the tokens read so far (what `token_logprob_stats` gives at the last token, for every prefix)."""
+    logp, valid = token_logprobs(logits, input_ids, attention_mask)
+    mean = torch.where(valid, logp, 0.0).cumsum(-1) / valid.cumsum(-1).clamp(min=1)
+    low = torch.where(valid, logp, torch.inf).cummin(-1).values
+    return torch.stack([mean, torch.where(torch.isinf(low), 0.0, low)], dim=-1)
 
 
 class Backbone(nn.Module):
@@ -166,8 +185,8 @@ class Backbone(nn.Module):
         batch = self.collate(self.token_ids(prompts, responses))
         return {k: v.to(self.device) for k, v in batch.items()}
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """'b n', 'b n' -> 'b d' pooled features."""
+    def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor | None]:
+        """'b n', 'b n' -> ('b n h' last hidden states, 'b n v' LM logits with `lm_logprobs`, else None)."""
         kwargs = {}
         if self._takes_positions:  # positions count attended tokens, so left padding changes nothing
             kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -175,11 +194,26 @@ class Backbone(nn.Module):
         lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         body = lm.base_model  # the transformer without its LM head (itself for AutoModel)
         hidden = body(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        return hidden, (lm.get_output_embeddings()(hidden) if self.lm_logprobs else None)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """'b n', 'b n' -> 'b d' pooled features."""
+        hidden, logits = self.hidden_states(input_ids, attention_mask)
         pooled = POOLERS[self.pooling](hidden, attention_mask)
-        if not self.lm_logprobs:
+        if logits is None:
             return pooled
-        logits = lm.get_output_embeddings()(hidden)
         return torch.cat([pooled, token_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
+
+    def position_features(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """'b n', 'b n' -> 'b n d' features at every position (`feature_size` wide): the hidden
+        state, plus the running mean and min token log-likelihood with `lm_logprobs`. Decoders
+        only: there a position's state has read exactly the tokens up to it."""
+        if self.is_encoder:
+            raise ValueError(f"{self.source}: per-position features need a decoder; encoders read both ways")
+        hidden, logits = self.hidden_states(input_ids, attention_mask)
+        if logits is None:
+            return hidden
+        return torch.cat([hidden, running_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
 
     def spec(self) -> dict:
         """What `config.json` records to rebuild this backbone around saved weights."""

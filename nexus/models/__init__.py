@@ -11,6 +11,8 @@ import importlib
 MODEL_TYPES = {
     "scalar": "nexus.models.scalar:ScalarRewardModel",
     "ensemble": "nexus.models.ensemble:EnsembleRewardModel",
+    "outcome": "nexus.models.outcome:OutcomeRewardModel",
+    "process": "nexus.models.process:ProcessRewardModel",
 }
 
 

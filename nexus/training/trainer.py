@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import special
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from safetensors.torch import load_model, save_model
 from transformers import Trainer, TrainingArguments
 
 from nexus import losses, metrics
-from nexus.data.collators import PairwiseCollator
+from nexus.data.collators import IGNORE
 
 
 @dataclass
@@ -45,21 +47,37 @@ def pairwise_metrics(eval_pred) -> dict[str, float]:
     }
 
 
-class RewardTrainer(Trainer):
-    """Trains any RM whose `forward(input_ids, attention_mask)` returns rewards 'b'.
+def pointwise_metrics(eval_pred) -> dict[str, float]:
+    """AUROC, accuracy at 0.5 and NLL of per-position logits where labels are given (outcome
+    or per-step correctness); soft labels are rounded for AUROC and accuracy."""
+    logits = np.asarray(eval_pred.predictions, dtype=np.float64)
+    labels = np.asarray(eval_pred.label_ids, dtype=np.float64)
+    given = labels != IGNORE
+    z, y = logits[given], labels[given]
+    probs, hard = special.expit(z), (y >= 0.5).astype(np.float64)
+    out = {"accuracy": float(((probs >= 0.5) == (hard == 1)).mean()), "nll": metrics.negative_log_likelihood(probs, y)}
+    if 0 < hard.sum() < hard.size:
+        out["auroc"] = metrics.auroc(z, hard)
+    return out
 
-    The collated batch holds chosen then rejected ('(2 b) n'), so one forward pass
-    scores both halves of every pair.
+
+class RewardTrainer(Trainer):
+    """Trains any `RewardModel` on the data its `data_format` names.
+
+    Pairwise: `forward(input_ids, attention_mask)` returns rewards 'b' (or per-member 'b k 2');
+    the collated batch holds chosen then rejected ('(2 b) n'), so one forward pass scores both
+    halves of every pair. Outcome and process: `forward` returns a logit per position 'b n' and
+    the batch carries float `labels` 'b n' (IGNORE where unlabelled); the loss is binary
+    cross-entropy over the labelled positions (soft labels allowed).
     """
 
     def __init__(self, model, args: RewardTrainingArguments, data_collator=None, compute_metrics=None, **kwargs):
         if args.loss not in losses.LOSSES:
             raise ValueError(f"loss={args.loss!r}: expected one of {sorted(losses.LOSSES)}")
+        pairwise = getattr(model, "data_format", "pairwise") == "pairwise"
         super().__init__(
-            model=model, args=args,
-            data_collator=data_collator or PairwiseCollator(
-                model.backbone, getattr(model, "bootstrap_members", None), seed=args.seed),
-            compute_metrics=compute_metrics or pairwise_metrics, **kwargs,
+            model=model, args=args, data_collator=data_collator or model.data_collator(seed=args.seed),
+            compute_metrics=compute_metrics or (pairwise_metrics if pairwise else pointwise_metrics), **kwargs,
         )
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
@@ -84,6 +102,11 @@ class RewardTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        if "labels" in inputs:  # outcome / process: a logit per position, labels where given
+            labels = inputs["labels"]
+            given = labels != IGNORE
+            loss = F.binary_cross_entropy_with_logits(outputs[given].float(), labels[given])
+            return (loss, {"logits": outputs}) if return_outputs else loss
         chosen, rejected = rearrange(outputs, "(two b) ... -> two b ...", two=2)
         if chosen.ndim == 1:  # one reward per input
             loss = self.pairwise_loss(chosen, rejected, inputs)
@@ -103,6 +126,8 @@ class RewardTrainer(Trainer):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        if "labels" in inputs:  # batches of different widths are padded with -100 = IGNORE by the Trainer
+            return loss.detach(), outputs["logits"].detach(), inputs["labels"]
         rewards = outputs["rewards"].detach()
         # Every pair's label is "chosen wins"; the metrics read the 'b 2' rewards.
         return loss.detach(), rewards, torch.zeros(rewards.shape[0], device=rewards.device)
