@@ -129,6 +129,9 @@ class RewardModel(nn.Module, ABC):
     def _save_extra(self, directory: Path) -> None:
         """Write files beside the weights (e.g. the backbone's tokenizer)."""
 
+    def _check_inputs(self, prompts: Sequence[str], responses: Sequence) -> None:
+        """Family-specific input checks before batching; errors name the input index."""
+
     def data_collator(self, seed: int = 0):
         """What turns training examples of `data_format` into batches for `RewardTrainer`."""
         from nexus.data.collators import PairwiseCollator
@@ -149,6 +152,7 @@ class RewardModel(nn.Module, ABC):
         `progress=True` shows a tqdm bar over batches.
         """
         validate_inputs(prompts, responses, self.accepts_steps)
+        self._check_inputs(prompts, responses)
         size = batch_size or self.batch_size
         order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + _length(responses[i])))
         was_training = self.training

@@ -121,6 +121,8 @@ class ProcessCollator:
         self.model = model
 
     def __call__(self, examples) -> dict[str, torch.Tensor]:
+        for i, ex in enumerate(examples):
+            self.model.check_steps(ex.steps, f"example {i} ({ex.prompt[:30]!r}): steps")
         ids = self.model.step_token_ids([ex.prompt for ex in examples], [ex.steps for ex in examples])
         labels = []
         for seq, ex in zip(ids, examples):

@@ -83,17 +83,19 @@ class ProcessRewardModel(RewardModel):
                 embeddings.weight[-1] = row
         return tokenizer.convert_tokens_to_ids(STEP_TOKEN)
 
-    def joined(self, steps: Sequence[str], where: str) -> str:
-        """The response text: every step followed by the separator token."""
+    @staticmethod
+    def check_steps(steps: Sequence[str], where: str) -> None:
         for j, step in enumerate(steps):
             if STEP_TOKEN in step:
                 raise ValueError(f"{where}[{j}] contains the reserved step token {STEP_TOKEN!r}")
-        return "".join(step + STEP_TOKEN for step in steps)
+
+    def _check_inputs(self, prompts: Sequence[str], responses: Sequence) -> None:
+        for i, response in enumerate(responses):
+            self.check_steps(split_steps(response, self.step_delimiter), f"responses[{i}]")
 
     def step_token_ids(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[list[int]]:
         """Token ids per (prompt, steps), with one separator after every step."""
-        texts = [self.joined(s, f"responses[{i}]") for i, s in enumerate(steps)]
-        return self.backbone.token_ids(prompts, texts)
+        return self.backbone.token_ids(prompts, ["".join(step + STEP_TOKEN for step in s) for s in steps])
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """'b n', 'b n' -> 'b n' step logits (read only at separator positions)."""
@@ -114,8 +116,9 @@ class ProcessRewardModel(RewardModel):
         for i, row in enumerate(probs):
             found = row[is_step[i]]
             if len(found) != len(steps[i]):  # truncation cut the first steps; say so rather than guess
-                raise ValueError(f"responses[{i}]: {len(steps[i])} steps but {len(found)} fit in "
-                                 f"max_length={self.backbone.max_length} tokens; shorten it or raise max_length")
+                raise ValueError(f"a response of {len(steps[i])} steps (first {steps[i][0][:40]!r}) has only "
+                                 f"{len(found)} within max_length={self.backbone.max_length} tokens; shorten it "
+                                 "or raise max_length")
             step_rewards.append(found)
         rewards = torch.stack([aggregate_steps(s, self.aggregation) for s in step_rewards])
         return RewardOutput(rewards=rewards, step_rewards=step_rewards)
