@@ -11,7 +11,7 @@ probabilities within [0, 1]), with the offending index in the error message.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import special, stats
@@ -31,6 +31,8 @@ __all__ = [
     "risk_coverage_curve",
     "area_under_risk_coverage",
     "bootstrap_interval",
+    "first_error_index",
+    "processbench",
     "spearman",
     "kendall",
 ]
@@ -350,6 +352,36 @@ def bootstrap_interval(statistic, *arrays: Any, n_resamples: int = 1000, level: 
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def first_error_index(step_scores: Any, threshold: float = 0.5) -> int | None:
+    """Index of the first step scored below `threshold` (P(step correct)), or None if none is."""
+    below = np.flatnonzero(_as_array(step_scores, "step_scores") < threshold)
+    return int(below[0]) if below.size else None
+
+
+def processbench(step_scores: Sequence[Any], first_errors: Sequence[int | None], threshold: float = 0.5) -> dict:
+    """ProcessBench's metric (Zheng et al. 2024): can the model find the earliest wrong step?
+
+    On erroneous solutions (``first_errors[i]`` an index) the prediction must be that exact
+    step; on correct ones (None) it must be "no error". Returns both accuracies and their
+    harmonic mean ``f1`` (NaN where a class is absent).
+
+    Args:
+        step_scores: per solution an 's_i' array of P(step correct).
+        first_errors: per solution the index of the first wrong step, or None.
+    """
+    if len(step_scores) != len(first_errors):
+        raise ValueError(f"{len(step_scores)} solutions but {len(first_errors)} first_errors")
+    hits = {True: [], False: []}
+    for i, (scores, truth) in enumerate(zip(step_scores, first_errors)):
+        predicted = first_error_index(scores, threshold)
+        hits[truth is not None].append(predicted == truth)
+    erroneous = float(np.mean(hits[True])) if hits[True] else float("nan")
+    correct = float(np.mean(hits[False])) if hits[False] else float("nan")
+    f1 = 2 * erroneous * correct / (erroneous + correct) if erroneous + correct > 0 else 0.0
+    return {"error_accuracy": erroneous, "correct_accuracy": correct, "f1": f1,
+            "n_erroneous": len(hits[True]), "n_correct": len(hits[False])}
 
 
 def _correlation_inputs(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -293,3 +293,15 @@ def test_fit_temperature_recovers_the_overconfidence_factor():
     assert fit_temperature(np.where(wins, true_logits, -true_logits)) == pytest.approx(1.0, rel=0.05)
     with pytest.raises(ValueError, match="finite"):
         fit_temperature(np.array([1.0, np.nan]))
+
+
+def test_processbench_by_hand():
+    scores = [[0.9, 0.2, 0.1], [0.9, 0.8], [0.3, 0.9], [0.8, 0.9, 0.95], [0.6, 0.4]]
+    truth = [1, None, 1, None, None]
+    # erroneous: [1 found at 1: hit, found 0 but truth 1: miss]; correct: [hit, hit, found 1: miss]
+    out = metrics.processbench(scores, truth)
+    assert out["error_accuracy"] == 0.5 and out["correct_accuracy"] == pytest.approx(2 / 3)
+    assert out["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert metrics.first_error_index([0.9, 0.7], threshold=0.8) == 1
+    with pytest.raises(ValueError, match="2 solutions but 1"):
+        metrics.processbench(scores[:2], truth[:1])

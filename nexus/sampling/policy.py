@@ -1,0 +1,168 @@
+"""Policies: `generate(prompts, n, temperature, seed) -> list[list[str]]`.
+
+`complete` continues partial solutions (a prompt plus the first steps of a response); it is
+what Math-Shepherd labelling needs, and `generate` is `complete` from an empty prefix.
+Two policies: `HFPolicy`, any local causal LM (batched, left padding, KV cache, progress bar),
+and `ArithmeticPolicy`, the arithmetic task's programmatic solver with a known error rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from nexus.backbones.backbone import PLAIN_TEMPLATE
+from nexus.data import arithmetic
+
+
+class Policy(ABC):
+    """Samples responses. Subclasses implement `complete` and `spec` (the cache key)."""
+
+    @abstractmethod
+    def complete(self, prompts: Sequence[str], prefixes: Sequence[str], n: int, temperature: float = 1.0,
+                 seed: int = 0) -> list[list[str]]:
+        """Per prompt, `n` full responses that start with its prefix ("" for none)."""
+
+    @abstractmethod
+    def spec(self) -> dict:
+        """What identifies the policy's outputs (JSON), for caching generations."""
+
+    def generate(self, prompts: Sequence[str], n: int, temperature: float = 1.0, seed: int = 0) -> list[list[str]]:
+        """Per prompt, `n` sampled responses."""
+        return self.complete(prompts, [""] * len(prompts), n, temperature, seed)
+
+
+def _check(prompts: Sequence[str], prefixes: Sequence[str], n: int, temperature: float) -> None:
+    if len(prompts) != len(prefixes):
+        raise ValueError(f"{len(prompts)} prompts but {len(prefixes)} prefixes")
+    if n < 1 or temperature < 0:
+        raise ValueError(f"n={n} must be >= 1 and temperature={temperature} >= 0")
+
+
+class ArithmeticPolicy(Policy):
+    """The arithmetic task's step-by-step solver, wrong at each step with probability `error_rate`.
+
+    A wrong step is off by an offset in [1, `max_offset`] (either sign); later steps are computed
+    correctly from the wrong value, like the task's injected errors. `temperature` is ignored:
+    the error distribution is what this policy controls. A prefix is continued from the value its
+    last step reached, so Math-Shepherd labels can be computed exactly in expectation.
+    """
+
+    def __init__(self, error_rate: float = 0.2, max_offset: int = 3):
+        if not 0.0 <= error_rate <= 1.0 or max_offset < 1:
+            raise ValueError(f"error_rate={error_rate} must be in [0, 1] and max_offset={max_offset} >= 1")
+        self.error_rate, self.max_offset = error_rate, max_offset
+
+    def spec(self) -> dict:
+        return {"policy": "arithmetic", "error_rate": self.error_rate, "max_offset": self.max_offset}
+
+    def complete(self, prompts, prefixes, n, temperature=1.0, seed=0):
+        _check(prompts, prefixes, n, temperature)
+        out = []
+        for i, (prompt, prefix) in enumerate(zip(prompts, prefixes)):
+            operands, operators = arithmetic.parse_prompt(prompt)
+            done = arithmetic.parse_steps(prefix) if prefix.strip() else []
+            value = operands[0]
+            if done:
+                last = arithmetic.final_answer(prefix)
+                value = last if last is not None else value
+            rng = random.Random(f"{seed}:{i}:{prompt}:{prefix}")
+            samples = []
+            for _ in range(n):
+                current, steps = value, list(done)
+                for op, y in list(zip(operators, operands[1:]))[len(done):]:
+                    result = arithmetic.apply_op(op, current, y)
+                    if rng.random() < self.error_rate:
+                        result += rng.randint(1, self.max_offset) * rng.choice((-1, 1))
+                    steps.append(arithmetic.format_step(current, op, y, result))
+                    current = result
+                samples.append("\n".join(steps))
+            out.append(samples)
+        return out
+
+
+class HFPolicy(Policy):
+    """A local causal LM sampled with `model.generate` (KV cache, left padding, batches).
+
+    Decoders without a chat template read `PLAIN_TEMPLATE` (prompt, blank line, response), the
+    format `arith-lm` was trained on; chat models get their template with a generation prompt.
+    """
+
+    def __init__(self, name_or_path: str, max_new_tokens: int = 64, batch_size: int = 64,
+                 device: str | torch.device = "cpu", trust_remote_code: bool = False):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from nexus.backbones import resolve_backbone_dir
+
+        directory = resolve_backbone_dir(name_or_path)
+        if directory is None:
+            raise ValueError(f"{name_or_path!r} is a random tiny config; a policy needs a trained LM")
+        kwargs = dict(local_files_only=True, trust_remote_code=trust_remote_code)
+        self.model = AutoModelForCausalLM.from_pretrained(directory, **kwargs).to(device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.name, self.max_new_tokens, self.batch_size = name_or_path, max_new_tokens, batch_size
+
+    def spec(self) -> dict:
+        weights = sorted(p.name for p in Path(self.model.name_or_path).glob("*.safetensors"))
+        return {"policy": "hf", "name": self.name, "path": str(self.model.name_or_path), "weights": weights,
+                "max_new_tokens": self.max_new_tokens}
+
+    def _context(self, prompt: str, prefix: str) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [{"role": "user", "content": prompt}]
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefix
+        return PLAIN_TEMPLATE.format(prompt=prompt, response=prefix)
+
+    @torch.inference_mode()
+    def complete(self, prompts, prefixes, n, temperature=1.0, seed=0):
+        _check(prompts, prefixes, n, temperature)
+        contexts = [self._context(p, x) for p, x in zip(prompts, prefixes)]
+        per_batch = max(1, self.batch_size // n)  # contexts per generate call; each yields n samples
+        out: list[list[str]] = []
+        for start in tqdm(range(0, len(contexts), per_batch), desc="generate", unit="batch",
+                          disable=len(contexts) <= per_batch):
+            chunk = contexts[start:start + per_batch]
+            batch = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = {k: v.to(self.model.device) for k, v in batch.items()}
+            torch.manual_seed(seed * 1_000_003 + start)  # reproducible, and independent of batch size per call
+            sample = temperature > 0
+            generated = self.model.generate(
+                **batch, do_sample=sample, temperature=temperature if sample else None, top_p=None, top_k=None,
+                num_return_sequences=n, max_new_tokens=self.max_new_tokens, use_cache=True,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+            texts = self.tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            for j in range(len(chunk)):
+                prefix = prefixes[start + j]
+                out.append([prefix + t for t in texts[j * n:(j + 1) * n]])
+        return out
+
+
+def generate_cached(policy: Policy, prompts: Sequence[str], n: int, temperature: float = 1.0, seed: int = 0,
+                    cache_dir: str | os.PathLike | None = None) -> list[list[str]]:
+    """`policy.generate`, stored on disk under a key of (policy spec, prompts, n, temperature, seed),
+    so a rerun with the same configuration reads the file instead of sampling again."""
+    from nexus.backbones.packaged import cache_dir as default_cache
+
+    payload = json.dumps({"policy": policy.spec(), "prompts": list(prompts), "n": n,
+                          "temperature": temperature, "seed": seed}, sort_keys=True)
+    key = hashlib.sha256(payload.encode()).hexdigest()[:16]
+    path = Path(cache_dir or default_cache() / "generations") / f"{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["samples"]
+    samples = policy.generate(prompts, n, temperature, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"config": json.loads(payload), "samples": samples}))
+    os.replace(tmp, path)
+    return samples
