@@ -102,6 +102,14 @@ def save_scores(path: Path, sets: dict[str, MemberScores]) -> None:
                                  for field in ("mean_c", "var_c", "mean_r", "var_r")})
 
 
+def load_scores(path: Path) -> dict[str, MemberScores]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no saved member scores (did that cell's training finish?)")
+    with np.load(path) as data:
+        names = sorted({key.split(".")[0] for key in data.files})
+        return {n: MemberScores(*(data[f"{n}.{f}"] for f in ("mean_c", "var_c", "mean_r", "var_r"))) for n in names}
+
+
 def cell_metrics(s: MemberScores, temperature: float, n_resamples: int, seed: int = 0) -> dict:
     """Every number of one (noise, variant, K, split) cell."""
     chosen, rejected = s.mean_c.mean(axis=1), s.mean_r.mean(axis=1)  # the `mean` aggregation
@@ -117,19 +125,20 @@ def cell_metrics(s: MemberScores, temperature: float, n_resamples: int, seed: in
         "nll": metrics.negative_log_likelihood(*raw),
         "nll_calibrated": metrics.negative_log_likelihood(*calibrated),
     }
-    # Three per-pair uncertainties: the epistemic mutual information (the headline: what an
-    # ensemble adds), the total predictive entropy, and the total std of r_c - r_r.
-    for name, uncertainty in (("mi", s.mutual_information), ("entropy", s.entropy), ("reward_std", s.pair_std)):
+    # Three per-pair uncertainties: the total predictive entropy of the ensemble's preference (the
+    # headline), its epistemic part (mutual information), and the total std of r_c - r_r.
+    for name, uncertainty in (("entropy", s.entropy), ("mi", s.mutual_information), ("reward_std", s.pair_std)):
         if 0 < errors.sum() < errors.size:
             row[f"auroc_{name}"] = metrics.auroc(uncertainty, errors)
         else:  # no mistakes (or only mistakes): nothing to detect
             row[f"auroc_{name}"] = float("nan")
         row[f"aurc_{name}"] = metrics.area_under_risk_coverage(uncertainty, errors)
-    if 0 < errors.sum() < errors.size:
-        row["auroc_mi_lo"], row["auroc_mi_hi"] = metrics.bootstrap_interval(
-            metrics.auroc, s.mutual_information, errors, n_resamples=n_resamples, seed=seed)
-    else:
-        row["auroc_mi_lo"] = row["auroc_mi_hi"] = float("nan")
+    for name, uncertainty in (("entropy", s.entropy), ("mi", s.mutual_information)):
+        if 0 < errors.sum() < errors.size:
+            row[f"auroc_{name}_lo"], row[f"auroc_{name}_hi"] = metrics.bootstrap_interval(
+                metrics.auroc, uncertainty, errors, n_resamples=n_resamples, seed=seed)
+        else:
+            row[f"auroc_{name}_lo"] = row[f"auroc_{name}_hi"] = float("nan")
     row["mi"] = float(s.mutual_information.mean())
     row["epistemic_var"] = float(s.epistemic.mean())
     row["aleatoric_var"] = float(s.aleatoric.mean())
@@ -151,18 +160,28 @@ def train_ensemble(cfg: DictConfig, variant: DictConfig, k: int, train_pairs, ou
     return rm.eval()
 
 
+def _trained_sizes(variant: DictConfig, exp: DictConfig) -> tuple[list[int], list[int]]:
+    """(the K evaluated, the K trained): a nested variant trains max K once."""
+    ks = sorted(variant.get("n_members") or exp.n_members)
+    return ks, ([max(ks)] if variant.get("nested", False) else ks)
+
+
+def _scores_path(scores_dir: Path, noise: float, name: str, size: int) -> Path:
+    return scores_dir / f"noise{noise}_{name}_k{size}.npz"
+
+
 def run(cfg: DictConfig, out_dir: Path) -> list[dict]:
+    """Train every cell (or, with `experiment.scores_from`, reuse a finished run's saved member
+    scores), then compute the metrics, summary and plots from the saved scores."""
     exp = cfg.experiment
-    rows, curves, timings = [], {}, {}
-    for noise in exp.label_noise:
-        data_cfg = OmegaConf.merge(cfg.data, {"label_noise": float(noise)})
-        data = load_pairs(data_cfg)
+    timings = {}
+    scores_dir = Path(exp.scores_from) / "scores" if exp.get("scores_from") else out_dir / "scores"
+    for noise in exp.label_noise if not exp.get("scores_from") else ():
+        data = load_pairs(OmegaConf.merge(cfg.data, {"label_noise": float(noise)}))
         if not data.calibration:
             raise ValueError("the study fits temperatures on data.n_calibration validation pairs; set it > 0")
         for name, variant in exp.variants.items():
-            ks = sorted(variant.get("n_members") or exp.n_members)
-            trained = [max(ks)] if variant.get("nested", False) else ks
-            for size in trained:
+            for size in _trained_sizes(variant, exp)[1]:
                 start = time.perf_counter()
                 rm = train_ensemble(cfg, variant, size, data.train, out_dir)
                 timings[f"noise={noise} {name} k={size}"] = round(time.perf_counter() - start, 1)
@@ -170,22 +189,32 @@ def run(cfg: DictConfig, out_dir: Path) -> list[dict]:
                     rm.save_pretrained(out_dir / "models" / f"noise{noise}" / f"{name}_k{size}")
                 sets = {"calibration": MemberScores.of(rm, data.calibration)}
                 sets.update({split: MemberScores.of(rm, data.evals[split]) for split in exp.eval_splits})
-                save_scores(out_dir / "scores" / f"noise{noise}_{name}_k{size}.npz", sets)
+                save_scores(_scores_path(scores_dir, noise, name, size), sets)
+    rows, curves = analyse(scores_dir, exp, cfg.seed)
+    write_report(out_dir, rows, {"train_seconds": timings} if timings else None)
+    summary = summarize(rows, exp)
+    (out_dir / "summary.md").write_text(summary + "\n")
+    plot_study(out_dir, curves, exp)
+    print(f"\n{markdown_table(rows)}\n\n{summary}\n\nwritten to {out_dir}", flush=True)
+    return rows
+
+
+def analyse(scores_dir: Path, exp: DictConfig, seed: int) -> tuple[list[dict], dict]:
+    """Rows of metrics for every (noise, variant, K, split) from the saved member scores."""
+    rows, curves = [], {}
+    for noise in exp.label_noise:
+        for name, variant in exp.variants.items():
+            ks, trained = _trained_sizes(variant, exp)
+            for size in trained:
+                sets = load_scores(_scores_path(scores_dir, noise, name, size))
                 for k in (ks if variant.get("nested", False) else [size]):
                     temperature = fit_temperature(sets["calibration"].first(k).logits)
                     for split in exp.eval_splits:
                         scores = sets[split].first(k)
-                        row = {"noise": noise, "variant": name, "form": variant.model.form, "k": k, "split": split,
-                               **cell_metrics(scores, temperature, exp.bootstrap_resamples, seed=cfg.seed)}
-                        rows.append(row)
+                        rows.append({"noise": noise, "variant": name, "form": variant.model.form, "k": k,
+                                     "split": split, **cell_metrics(scores, temperature, exp.bootstrap_resamples, seed)})
                         curves[(noise, name, k, split)] = scores
-                print(markdown_table([r for r in rows if r["noise"] == noise and r["variant"] == name]), flush=True)
-    write_report(out_dir, rows, {"train_seconds": timings})
-    summary = summarize(rows, exp)
-    (out_dir / "summary.md").write_text(summary + "\n")
-    plot_study(out_dir, curves, exp)
-    print(f"\n{summary}\n\nwritten to {out_dir}", flush=True)
-    return rows
+    return rows, curves
 
 
 def _find(rows: list[dict], **where) -> dict | None:
@@ -221,13 +250,13 @@ def summarize(rows: list[dict], exp: DictConfig) -> str:
                  for r in rows if r["noise"] == noisy and r["k"] == kmax and r["split"] == id_split]
         lines += [markdown_table(table), ""] if table else []
     table = [{"noise": r["noise"], "variant": r["variant"], "split": r["split"], "accuracy": r["accuracy"],
-              "auroc_mi": r["auroc_mi"], "ci95": f"[{r['auroc_mi_lo']:.3f}, {r['auroc_mi_hi']:.3f}]",
-              "above_0.5": r["auroc_mi_lo"] > 0.5, "auroc_entropy": r["auroc_entropy"],
-              "auroc_reward_std": r["auroc_reward_std"]}
+              "auroc_entropy": r["auroc_entropy"], "ci95": f"[{r['auroc_entropy_lo']:.3f}, {r['auroc_entropy_hi']:.3f}]",
+              "above_0.5": r["auroc_entropy_lo"] > 0.5, "auroc_mi": r["auroc_mi"],
+              "mi_ci95": f"[{r['auroc_mi_lo']:.3f}, {r['auroc_mi_hi']:.3f}]", "auroc_reward_std": r["auroc_reward_std"]}
              for r in rows if r["k"] == kmax]
-    lines += [f"AUROC for the ensemble's own mistakes, K={kmax}: of the mutual information (epistemic, with a "
-              "95% bootstrap interval over pairs), of the total predictive entropy, and of the std of "
-              "r_c - r_r:", "", markdown_table(table)] if table else []
+    lines += [f"AUROC for the ensemble's own mistakes, K={kmax}, with 95% bootstrap intervals over pairs: of the "
+              "total predictive entropy of the preference, of its epistemic part (mutual information), and of "
+              "the std of r_c - r_r:", "", markdown_table(table)] if table else []
     return "\n".join(lines)
 
 

@@ -34,6 +34,7 @@ def test_cell_metrics_read_uncertainty_and_mistakes():
     np.testing.assert_allclose(s.mutual_information, h(p.mean(1)) - h(p).mean(1), atol=1e-9)
     assert row["auroc_mi"] == pytest.approx(metrics.auroc(s.mutual_information, errors))
     assert row["auroc_mi_lo"] > 0.8 and row["auroc_mi_lo"] <= row["auroc_mi"] <= row["auroc_mi_hi"]
+    assert row["auroc_entropy"] == pytest.approx(metrics.auroc(s.entropy, errors))
     assert row["aurc_mi"] < errors.mean()  # keeping the certain pairs first lowers the risk
     assert row["aleatoric_var"] == 0.0
     one = cell_metrics(s.first(1), temperature=1.0, n_resamples=50)
@@ -42,13 +43,13 @@ def test_cell_metrics_read_uncertainty_and_mistakes():
 
 @pytest.mark.slow
 def test_tiny_study_writes_every_cell_and_loadable_models(tmp_path):
-    cfg = compose_config(tmp_path, "run", [
+    overrides = [
         "backbone=tiny-gpt2", "experiment.n_train=96", "data.n_eval=48", "data.n_calibration=48",
         "experiment.n_members=[1,2]", "experiment.variants.shared_bank.n_members=[2]",
         "experiment.variants.pretrain_seed.model.member_backbones=[tiny-gpt2,tiny-gpt2]",
         "experiment.bootstrap_resamples=50", "trainer.max_steps=3", "trainer.disable_tqdm=true",
-    ])
-    rows = run(cfg, tmp_path)
+    ]
+    rows = run(compose_config(tmp_path, "run", overrides), tmp_path)
     # 2 noise rates x (shared K=1,2 + shared_bank K=2 + finetune K=1,2 + pretrain K=1,2) x 2 splits
     assert len(rows) == 2 * 7 * 2
     with open(tmp_path / "metrics.csv") as f:
@@ -59,6 +60,9 @@ def test_tiny_study_writes_every_cell_and_loadable_models(tmp_path):
     for r in rows:
         assert 0 <= r["ece"] <= 1 and r["temperature"] > 0 and math.isfinite(r["nll"])
         assert (r["epistemic_var"] == 0) == (r["k"] == 1)
+    again = run(compose_config(tmp_path / "again", "run", [*overrides, f"experiment.scores_from={tmp_path}"]),
+                tmp_path / "again")
+    assert again == rows  # the metrics come from the saved scores alone
     rm = nexus.load(tmp_path / "models" / "noise0.25" / "pretrain_seed_k2")
     assert rm.form == "independent" and len(rm.backbones) == 2
     out = rm.score(["1 + 2"], ["1 + 2 = 3"])
