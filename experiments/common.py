@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from nexus.data import arithmetic
-from nexus.data.formats import PairwiseExample, read_pairwise
+from nexus.data.formats import PairwiseExample, read_jsonl, read_pairwise
 from nexus.data.formats import flip_preferences
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import plot_reliability, write_report
@@ -25,20 +25,23 @@ class PairData:
     calibration: list[PairwiseExample] | None = None
 
 
-def load_pairs(data: DictConfig) -> PairData:
-    """The pairs named by the `data` config group."""
+def load_pairs(data: DictConfig, train_format: str = "pairwise") -> PairData:
+    """The data named by the `data` config group: training examples in `train_format`
+    (pairwise, outcome or process: what the model trains on), evaluation pairs always pairwise."""
     if data.name == "arithmetic":
-        make = lambda n, seed, split: arithmetic.generate(n, seed, arithmetic.SPLITS[split])["pairwise"]  # noqa: E731
-        train = flip_preferences(make(data.n_train, data.train_seed, data.train_split),
-                                 data.get("label_noise", 0.0), seed=data.train_seed)
+        make = lambda n, seed, split, kind="pairwise": (  # noqa: E731
+            arithmetic.generate(n, seed, arithmetic.SPLITS[split])[kind])
+        train = make(data.n_train, data.train_seed, data.train_split, train_format)
+        if train_format == "pairwise":
+            train = flip_preferences(train, data.get("label_noise", 0.0), seed=data.train_seed)
         evals = {split: make(data.n_eval, data.eval_seed, split) for split in data.eval_splits}
         n_cal = data.get("n_calibration", 0)
         calibration = make(n_cal, data.calibration_seed, data.train_split) if n_cal else None
         return PairData(train, evals, calibration)
     if data.name == "jsonl":
         calibration = read_pairwise(data.calibration_file) if data.get("calibration_file") else None
-        return PairData(read_pairwise(data.train_file), {k: read_pairwise(v) for k, v in data.eval_files.items()},
-                        calibration)
+        return PairData(read_jsonl(data.train_file, train_format),
+                        {k: read_pairwise(v) for k, v in data.eval_files.items()}, calibration)
     raise ValueError(f"data.name={data.name!r}: expected 'arithmetic' or 'jsonl'")
 
 

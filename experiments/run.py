@@ -16,9 +16,9 @@ from experiments.common import save_config
 
 def studies() -> dict:
     """Study name -> `run(cfg, out_dir)`; imported lazily so one study's imports don't slow another."""
-    from experiments import ensemble_uncertainty
+    from experiments import ensemble_uncertainty, process_vs_outcome
 
-    return {"ensemble_uncertainty": ensemble_uncertainty.run}
+    return {"ensemble_uncertainty": ensemble_uncertainty.run, "process_vs_outcome": process_vs_outcome.run}
 
 
 @hydra.main(config_path="conf", config_name="run", version_base="1.3")

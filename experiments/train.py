@@ -23,9 +23,13 @@ def run(cfg: DictConfig, out_dir: Path):
     set_seed(cfg.seed)
     backbone = instantiate(cfg.backbone)
     model = instantiate(cfg.model, backbone=backbone)
-    data = load_pairs(cfg.data)
-    args = instantiate(cfg.trainer, report_to=configure_logger(cfg.logger))
-    first_eval = next(iter(data.evals.values()), None)
+    data = load_pairs(cfg.data, model.data_format)
+    pairwise = model.data_format == "pairwise"
+    # Mid-training evaluation reads the training format, so it runs for pairwise families only;
+    # every family gets the held-out pairwise evaluation at the end.
+    overrides = {} if pairwise else {"eval_strategy": "no"}
+    args = instantiate(cfg.trainer, report_to=configure_logger(cfg.logger), **overrides)
+    first_eval = next(iter(data.evals.values()), None) if pairwise else None
     trainer = RewardTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=first_eval)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)

@@ -67,3 +67,23 @@ def test_tiny_study_writes_every_cell_and_loadable_models(tmp_path):
     assert rm.form == "independent" and len(rm.backbones) == 2
     out = rm.score(["1 + 2"], ["1 + 2 = 3"])
     assert out.uncertainty.shape == (1,) and set(out.extras) >= {"epistemic_var", "aleatoric_var"}
+
+
+@pytest.mark.slow
+def test_tiny_process_vs_outcome_reports_every_method(tmp_path):
+    from experiments.process_vs_outcome import run as run_pvo
+
+    cfg = compose_config(tmp_path, "run", [
+        "experiment=process_vs_outcome", "backbone=tiny-gpt2", "experiment.policy.name=arithmetic",
+        "experiment.n_train_problems=30", "experiment.n_test_problems=6", "experiment.n_candidates=8",
+        "experiment.ns=[1,2,8]", "trainer.max_steps=3", "trainer.disable_tqdm=true",
+    ])
+    out = run_pvo(cfg, tmp_path)
+    by = {r["method"]: r for r in out["rows"]}
+    assert set(by) == {"prm_min", "prm_prod", "prm_last", "prm_mean", "orm", "majority_vote",
+                       "prm_weighted_vote", "random", "oracle"}
+    for r in by.values():  # n = 1 is a random draw whatever the selector
+        assert r["bo1"] == pytest.approx(by["random"]["bo1"])
+    assert by["oracle"]["bo8"] >= max(r["bo8"] for r in by.values())
+    assert 0 <= out["processbench"]["f1"] <= 1 and (tmp_path / "best_of_n.png").stat().st_size > 0
+    assert nexus.load(tmp_path / "models" / "prm").model_type == "process"

@@ -45,6 +45,8 @@ def majority_vote_expectation(answers: Sequence[Hashable], gold: Sequence[float]
     big = len(answers)
     if len(gold) != big or not 1 <= n <= big:
         raise ValueError(f"majority_vote_expectation: {big} answers, {len(gold)} gold values, n={n}")
+    if n == 1:  # one candidate: its own answer wins, each equally likely
+        return float(np.mean(gold))
     w = np.ones(big) if weights is None else np.asarray(weights, dtype=np.float64)
     answer_gold = {a: float(v) for a, v in zip(answers, gold)}
     rng = np.random.default_rng(seed)
