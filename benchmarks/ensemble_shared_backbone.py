@@ -1,30 +1,22 @@
-"""Shared-backbone ensemble vs K independent backbones: scoring time on the same inputs (issue 3).
+"""Ensemble member forms: scoring time of K members on the same inputs (issue 3).
 
 python -m benchmarks.ensemble_shared_backbone [--k 8] [--n 512] [--backbone arith-lm]
 
-Prints the seconds of each and the ratio, measured in the same run (best of `--repeats`).
+Times `EnsembleRewardModel` with `form=shared` (K heads, one backbone pass), `form=lora`
+(K adapters on one base: K passes) and `form=independent` (K backbones of the same size) and
+prints each against the shared form, measured in the same run (best of `--repeats`).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from benchmarks.common import best_seconds
 from nexus.backbones import load_backbone
 from nexus.data.arithmetic import SPLITS, generate
 from nexus.models.ensemble import EnsembleRewardModel
-from nexus.models.scalar import ScalarRewardModel
-
-
-def best_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -36,15 +28,18 @@ def main() -> None:
     args = parser.parse_args()
     pairs = generate(args.n, seed=7, cfg=SPLITS["id"])["pairwise"]
     prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
-    shared = EnsembleRewardModel(load_backbone(args.backbone), n_members=args.k).eval()
-    separate = [ScalarRewardModel(load_backbone(args.backbone)).eval() for _ in range(args.k)]
-    shared_s = best_seconds(lambda: shared.score(prompts, responses), args.repeats)
-    separate_s = best_seconds(lambda: torch.stack([m.score(prompts, responses).rewards for m in separate]),
-                              args.repeats)
+    forms = {
+        "shared": EnsembleRewardModel(load_backbone(args.backbone), n_members=args.k, form="shared"),
+        "lora": EnsembleRewardModel(load_backbone(args.backbone, lora={"r": 8, "alpha": 16}), n_members=args.k,
+                                    form="lora"),
+        "independent": EnsembleRewardModel(load_backbone(args.backbone), n_members=args.k, form="independent"),
+    }
+    seconds = {name: best_seconds(lambda rm=rm.eval(): rm.score(prompts, responses), args.repeats)
+               for name, rm in forms.items()}
     print(f"K={args.k}, {args.n} inputs, backbone {args.backbone}, {torch.get_num_threads()} threads")
-    print(f"shared backbone, K heads : {shared_s:.3f} s ({args.n / shared_s:.0f} responses/s)")
-    print(f"K independent backbones  : {separate_s:.3f} s ({args.n / separate_s:.0f} responses/s)")
-    print(f"ratio (independent / shared): {separate_s / shared_s:.2f}x")
+    for name, s in seconds.items():
+        print(f"form={name:<12} {s:.3f} s ({args.n / s:.0f} responses/s), {s / seconds['shared']:.2f}x shared")
+    print(f"ratio (independent / shared): {seconds['independent'] / seconds['shared']:.2f}x")
 
 
 if __name__ == "__main__":
