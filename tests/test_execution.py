@@ -68,3 +68,16 @@ def test_network_and_memory_hogs_fail():
     assert not net.passed and "not allowed" in net.error
     hog = run_program(GOOD + "x = bytearray(4 * 1024 ** 3)\n", TESTS, memory_mb=512)
     assert not hog.passed and "MemoryError" in hog.error
+
+
+def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail():
+    from nexus.data.humaneval import execute, load_problems, split_problems, truncate_completion
+
+    problems = load_problems()
+    assert len(problems) == 164 and problems[0].task_id == "HumanEval/0"
+    for problem in problems[:8]:
+        assert execute(problem, problem.canonical_solution).passed, problem.task_id
+        assert not execute(problem, "    return None\n").passed, problem.task_id
+    train, held = split_problems(problems, 0.5, seed=0)
+    assert len(train) == 82 and not {p.task_id for p in train} & {p.task_id for p in held}
+    assert truncate_completion("    return 1\n\ndef other():\n    pass") == "    return 1\n"

@@ -97,7 +97,7 @@ class HFPolicy(Policy):
     """
 
     def __init__(self, name_or_path: str, max_new_tokens: int = 64, batch_size: int = 64,
-                 device: str | torch.device = "cpu", trust_remote_code: bool = False):
+                 device: str | torch.device = "cpu", trust_remote_code: bool = False, template: str = "auto"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from nexus.backbones import resolve_backbone_dir
@@ -111,17 +111,26 @@ class HFPolicy(Policy):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        if template not in ("auto", "chat", "plain", "raw"):
+            raise ValueError(f"template={template!r}: expected 'auto', 'chat', 'plain' or 'raw'")
+        if template == "auto":
+            template = "chat" if getattr(self.tokenizer, "chat_template", None) else "plain"
         self.name, self.max_new_tokens, self.batch_size = name_or_path, max_new_tokens, batch_size
+        self.template = template
 
     def spec(self) -> dict:
         weights = sorted(p.name for p in Path(self.model.name_or_path).glob("*.safetensors"))
         return {"policy": "hf", "name": self.name, "path": str(self.model.name_or_path), "weights": weights,
-                "max_new_tokens": self.max_new_tokens}
+                "max_new_tokens": self.max_new_tokens, "template": self.template}
 
     def _context(self, prompt: str, prefix: str) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
+        """chat: the tokenizer's chat template; plain: `PLAIN_TEMPLATE`; raw: the prompt continued
+        as it is (code completion, e.g. HumanEval)."""
+        if self.template == "chat":
             messages = [{"role": "user", "content": prompt}]
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + prefix
+        if self.template == "raw":
+            return prompt + prefix
         return PLAIN_TEMPLATE.format(prompt=prompt, response=prefix)
 
     @torch.inference_mode()
