@@ -16,7 +16,7 @@ from nexus.reporting import plot_reliability, write_report
 
 
 @dataclass
-class PairData:
+class RunData:
     """The pairs a run uses: training, named evaluation sets, and an optional validation set
     on which the temperature of the preference probability is fitted."""
 
@@ -25,7 +25,7 @@ class PairData:
     calibration: list[PairwiseExample] | None = None
 
 
-def load_pairs(data: DictConfig, train_format: str = "pairwise") -> PairData:
+def load_data(data: DictConfig, train_format: str = "pairwise") -> RunData:
     """The data named by the `data` config group: training examples in `train_format`
     (pairwise, outcome or process: what the model trains on), evaluation pairs always pairwise."""
     if data.name == "arithmetic":
@@ -37,10 +37,10 @@ def load_pairs(data: DictConfig, train_format: str = "pairwise") -> PairData:
         evals = {split: make(data.n_eval, data.eval_seed, split) for split in data.eval_splits}
         n_cal = data.get("n_calibration", 0)
         calibration = make(n_cal, data.calibration_seed, data.train_split) if n_cal else None
-        return PairData(train, evals, calibration)
+        return RunData(train, evals, calibration)
     if data.name == "jsonl":
         calibration = read_pairwise(data.calibration_file) if data.get("calibration_file") else None
-        return PairData(read_jsonl(data.train_file, train_format),
+        return RunData(read_jsonl(data.train_file, train_format),
                         {k: read_pairwise(v) for k, v in data.eval_files.items()}, calibration)
     raise ValueError(f"data.name={data.name!r}: expected 'arithmetic' or 'jsonl'")
 

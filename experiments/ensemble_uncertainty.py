@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import special
 from transformers import set_seed
 
-from experiments.common import configure_logger, load_pairs
+from experiments.common import configure_logger, load_data
 from nexus import metrics
 from nexus.calibration import fit_temperature
 from nexus.evaluation import score_pairs
@@ -177,7 +177,7 @@ def run(cfg: DictConfig, out_dir: Path) -> list[dict]:
     timings = {}
     scores_dir = Path(exp.scores_from) / "scores" if exp.get("scores_from") else out_dir / "scores"
     for noise in exp.label_noise if not exp.get("scores_from") else ():
-        data = load_pairs(OmegaConf.merge(cfg.data, {"label_noise": float(noise)}))
+        data = load_data(OmegaConf.merge(cfg.data, {"label_noise": float(noise)}))
         if not data.calibration:
             raise ValueError("the study fits temperatures on data.n_calibration validation pairs; set it > 0")
         for name, variant in exp.variants.items():

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 import nexus
-from experiments.common import evaluation_report, load_pairs, save_config
+from experiments.common import evaluation_report, load_data, save_config
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
@@ -19,7 +19,7 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     save_config(cfg, out_dir)
     rm = nexus.load(cfg.checkpoint)
-    table = evaluation_report(rm, load_pairs(cfg.data).evals, out_dir, {"model": rm.model_type, "checkpoint": cfg.checkpoint})
+    table = evaluation_report(rm, load_data(cfg.data).evals, out_dir, {"model": rm.model_type, "checkpoint": cfg.checkpoint})
     print(f"\nevaluation of {cfg.checkpoint} ({out_dir}):\n{table}", flush=True)
 
 

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import calibrate, configure_logger, evaluation_report, load_pairs, save_config
+from experiments.common import calibrate, configure_logger, evaluation_report, load_data, save_config
 from nexus.training import RewardTrainer
 
 
@@ -23,7 +23,7 @@ def run(cfg: DictConfig, out_dir: Path):
     set_seed(cfg.seed)
     backbone = instantiate(cfg.backbone)
     model = instantiate(cfg.model, backbone=backbone)
-    data = load_pairs(cfg.data, model.data_format)
+    data = load_data(cfg.data, model.data_format)
     pairwise = model.data_format == "pairwise"
     # Mid-training evaluation reads the training format, so it runs for pairwise families only;
     # every family gets the held-out pairwise evaluation at the end.
@@ -42,9 +42,9 @@ def run(cfg: DictConfig, out_dir: Path):
     if temperature is not None:
         print(f"preference temperature fitted on {len(data.calibration)} validation pairs: {temperature:.3f}")
     model.save_pretrained(cfg.save_dir)
-    pairs_per_s = result.metrics["train_samples_per_second"]
+    examples_per_s = result.metrics["train_samples_per_second"]
     columns = {"model": model.model_type, "backbone": cfg.backbone.name_or_path,
-               "train_pairs_per_s": round(pairs_per_s, 1), "train_s": round(train_seconds, 1)}
+               "train_examples_per_s": round(examples_per_s, 1), "train_s": round(train_seconds, 1)}
     table = evaluation_report(model, data.evals, out_dir, columns)
     print(f"\nheld-out evaluation ({out_dir}):\n{table}\nmodel saved to {cfg.save_dir}", flush=True)
     return model
