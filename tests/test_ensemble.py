@@ -198,3 +198,18 @@ def test_training_with_feature_bank_adds_the_penalty(tmp_path):
     rm.eval()
     rm.score(["a"], ["b"])
     assert rm.aux_loss is None  # inference never touches the bank
+
+
+def test_loading_never_reloads_member_backbones_by_name(tmp_path, monkeypatch):
+    import nexus.models.ensemble as ensemble_module
+
+    rm = EnsembleRewardModel(load_backbone("tiny-gpt2"), n_members=1, form="independent",
+                             member_backbones=["tiny-gpt2"], head_hidden=16).eval()
+    path = rm.save_pretrained(tmp_path / "one")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_backbone called while loading a checkpoint")
+
+    monkeypatch.setattr(ensemble_module, "load_backbone", refuse)
+    loaded = nexus.load(path)
+    torch.testing.assert_close(loaded.score(["q"], ["a"]).rewards, rm.score(["q"], ["a"]).rewards)

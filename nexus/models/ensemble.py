@@ -279,5 +279,6 @@ class EnsembleRewardModel(RewardModel):
         kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone", "member_specs")}
         specs = config.get("member_specs") or [config["backbone"]]
         members = [Backbone.from_architecture(cls._member_dir(directory, i), spec) for i, spec in enumerate(specs)]
-        # Members come from the saved architectures; `member_backbones` is kept as a record only.
-        return cls(members[0], members=members if len(members) > 1 else None, **kwargs)
+        # Independent members come from the saved architectures (never reloaded by name:
+        # `member_backbones` is kept as a record only); the other forms rebuild from one backbone.
+        return cls(members[0], members=members if config.get("form") == "independent" else None, **kwargs)
