@@ -97,8 +97,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     bench = metrics.processbench([p.numpy() for p in step_probs], firsts)
     step_auroc = metrics.auroc(all_probs, all_labels) if 0 < all_labels.sum() < all_labels.size else float("nan")
 
-    # Best-of-n from each pool of N candidates, averaged over problems.
+    # Best-of-n from each pool of N candidates, averaged over problems; and how often each RM
+    # ranks a correct candidate above a wrong one of the same pool (what best-of-n depends on).
     methods: dict[str, list[dict[int, float]]] = {}
+    within: dict[str, list[float]] = {}
     offset = 0
     for prompt, pool in zip(prompts, pools):
         idx = slice(offset, offset + len(pool))
@@ -107,6 +109,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         answers = [arithmetic.final_answer(s) for s in pool]
         scores = {f"prm_{how}": [aggregate_steps(p, how).item() for p in step_probs[idx]] for how in exp.aggregations}
         scores["orm"] = list(orm_scores[idx])
+        if 0 < sum(gold) < len(gold):
+            for name, values in scores.items():
+                within.setdefault(name, []).append(_correct_above_wrong(np.asarray(values), np.asarray(gold)))
         per = {name: {n: best_of_n_expectation(s, gold, n) for n in exp.ns} for name, s in scores.items()}
         per["majority_vote"] = {n: majority_vote_expectation(answers, gold, n, seed=cfg.seed) for n in exp.ns}
         per["prm_weighted_vote"] = {n: majority_vote_expectation(answers, gold, n, weights=scores["prm_prod"],
@@ -115,7 +120,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         per["oracle"] = {n: best_of_n_expectation(gold, gold, n) for n in exp.ns}
         for name, values in per.items():
             methods.setdefault(name, []).append(values)
-    rows = [{"method": name, **{f"bo{n}": float(np.mean([v[n] for v in values])) for n in exp.ns}}
+    rows = [{"method": name, **{f"bo{n}": float(np.mean([v[n] for v in values])) for n in exp.ns},
+             "correct_above_wrong": float(np.mean(within[name])) if name in within else float("nan")}
             for name, values in methods.items()]
     extra = {"step_auroc": step_auroc, "processbench": bench, "train_seconds": {"prm": prm_s, "orm": orm_s},
              "prm_score_seconds": prm_score_s, "n_candidates_scored": len(flat),
@@ -125,6 +131,12 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     plot_curves(out_dir / "best_of_n.png", rows, list(exp.ns), exp)
     print(f"\n{table}\n\nPRM step AUROC {step_auroc:.4f}; ProcessBench {bench}\nwritten to {out_dir}", flush=True)
     return {"rows": rows, **extra}
+
+
+def _correct_above_wrong(scores: np.ndarray, gold: np.ndarray) -> float:
+    """P(score of a correct candidate > score of a wrong one) within one pool; ties count 1/2."""
+    c, w = scores[gold == 1][:, None], scores[gold == 0][None, :]
+    return float(((c > w) + 0.5 * (c == w)).mean())
 
 
 def plot_curves(path: Path, rows: list[dict], ns: list[int], exp: DictConfig) -> None:
