@@ -97,7 +97,8 @@ class HFPolicy(Policy):
     """
 
     def __init__(self, name_or_path: str, max_new_tokens: int = 64, batch_size: int = 64,
-                 device: str | torch.device = "cpu", trust_remote_code: bool = False, template: str = "auto"):
+                 device: str | torch.device = "cpu", trust_remote_code: bool = False, template: str = "auto",
+                 stop: Sequence[str] = ()):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from nexus.backbones import resolve_backbone_dir
@@ -117,11 +118,15 @@ class HFPolicy(Policy):
             template = "chat" if getattr(self.tokenizer, "chat_template", None) else "plain"
         self.name, self.max_new_tokens, self.batch_size = name_or_path, max_new_tokens, batch_size
         self.template = template
+        # Stop strings end a sample early (e.g. HumanEval's "\ndef "); the text after them is
+        # still returned, as far as it was generated, and cut by the caller's own rule.
+        self.stop = list(stop)
 
     def spec(self) -> dict:
         weights = sorted(p.name for p in Path(self.model.name_or_path).glob("*.safetensors"))
         return {"policy": "hf", "name": self.name, "path": str(self.model.name_or_path), "weights": weights,
-                "max_new_tokens": self.max_new_tokens, "template": self.template}
+                "max_new_tokens": self.max_new_tokens, "template": self.template,
+                **({"stop": self.stop} if self.stop else {})}
 
     def _context(self, prompt: str, prefix: str) -> str:
         """chat: the tokenizer's chat template; plain: `PLAIN_TEMPLATE`; raw: the prompt continued
@@ -146,10 +151,11 @@ class HFPolicy(Policy):
             batch = {k: v.to(self.model.device) for k, v in batch.items()}
             torch.manual_seed(seed * 1_000_003 + start)  # reproducible, and independent of batch size per call
             sample = temperature > 0
+            stop = dict(stop_strings=self.stop, tokenizer=self.tokenizer) if self.stop else {}
             generated = self.model.generate(
                 **batch, do_sample=sample, temperature=temperature if sample else None, top_p=None, top_k=None,
                 num_return_sequences=n, max_new_tokens=self.max_new_tokens, use_cache=True,
-                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id, **stop)
             texts = self.tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
             for j in range(len(chunk)):
                 prefix = prefixes[start + j]
