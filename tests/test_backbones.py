@@ -115,3 +115,17 @@ def test_task_lm_names_carry_seed_and_split(name, groups):
 
     assert ARITH_LM_NAME.fullmatch(name).groups() == groups
     assert ARITH_LM_NAME.fullmatch("arith-lm-sx") is None and ARITH_LM_NAME.fullmatch("arith-lm@") is None
+
+
+def test_lora_from_a_hydra_config_saves_and_loads(tmp_path, mixed_inputs):
+    """Hydra passes `lora` as a DictConfig (with ListConfig values): it must become a plain spec."""
+    from omegaconf import OmegaConf
+
+    import nexus
+    from nexus.models.scalar import ScalarRewardModel
+
+    lora = OmegaConf.create({"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["c_attn"]})
+    rm = ScalarRewardModel(load_backbone("tiny-gpt2", lora=lora), head_hidden=8, dropout=0.0).eval()
+    assert rm.backbone.lora.target_modules == ["c_attn"] and type(rm.backbone.lora.target_modules) is list
+    path = rm.save_pretrained(tmp_path / "rm")
+    torch.testing.assert_close(nexus.load(path).score(*mixed_inputs).rewards, rm.score(*mixed_inputs).rewards)

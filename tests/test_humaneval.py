@@ -7,6 +7,7 @@ import itertools
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from nexus.data import humaneval
@@ -60,3 +61,17 @@ def test_humaneval_bon_study_runs_end_to_end(tmp_path):
     assert rows["oracle (pass@n)"]["n4"] == pytest.approx(out["tasks_with_any_pass"] / 2)
     assert all(rows["oracle (pass@n)"][f"n{n}"] >= rows["orm"][f"n{n}"] for n in (1, 2, 4))
     assert (tmp_path / "best_of_n.png").is_file() and (tmp_path / "models" / "orm" / "config.json").is_file()
+
+
+def test_stop_strings_match_only_generated_text():
+    from nexus.backbones import load_backbone
+    from nexus.sampling.policy import StopOnText
+
+    tok = load_backbone("tiny-gpt2").tokenizer
+    prompt = tok("assistant\n", add_special_tokens=False).input_ids
+    rows = [prompt + tok(t, add_special_tokens=False).input_ids for t in ("```python\nx = 1\n```", "```python\nx")]
+    ids = torch.tensor(rows[0:1] + [rows[1] + [tok.pad_token_id] * (len(rows[0]) - len(rows[1]))])
+    stop = StopOnText(tok, ["\n```"], start=len(prompt))
+    # the prompt's "\n" followed by the reply's opening fence is not a stop; the closing fence is
+    assert stop(ids, None).tolist() == [True, False]
+    assert StopOnText(tok, ["\n```"], start=0)(ids[1:], None).tolist() == [True]

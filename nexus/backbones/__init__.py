@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
@@ -59,7 +60,9 @@ def load_backbone(
         lm_logprobs: load a decoder with its LM head and append the mean and min token
             log-likelihood to the pooled features (see `Backbone`).
     """
-    lora = LoraSpec(**lora) if isinstance(lora, dict) else lora
+    if isinstance(lora, Mapping):  # a dict, or the DictConfig Hydra passes: plain values for peft
+        lora = LoraSpec(**{k: (list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
+                           for k, v in lora.items()})
     directory = resolve_backbone_dir(name_or_path)
     if directory is None:
         model, tokenizer = build_tiny(name_or_path, seed=seed, with_lm_head=lm_logprobs)

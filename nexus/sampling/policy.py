@@ -89,6 +89,22 @@ class ArithmeticPolicy(Policy):
         return out
 
 
+class StopOnText:
+    """Stop each sequence once its *generated* text contains a stop string.
+
+    transformers' own `stop_strings` also match across the prompt's end, so a chat prompt ending
+    in a newline stops a reply that opens with a code fence after one token; this looks only at
+    the tokens after `start`. Returns a per-sequence 'b' bool tensor, as stopping criteria may.
+    """
+
+    def __init__(self, tokenizer, stops: Sequence[str], start: int):
+        self.tokenizer, self.stops, self.start = tokenizer, list(stops), start
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
+
+
 class HFPolicy(Policy):
     """A local causal LM sampled with `model.generate` (KV cache, left padding, batches).
 
@@ -126,7 +142,7 @@ class HFPolicy(Policy):
         weights = sorted(p.name for p in Path(self.model.name_or_path).glob("*.safetensors"))
         return {"policy": "hf", "name": self.name, "path": str(self.model.name_or_path), "weights": weights,
                 "max_new_tokens": self.max_new_tokens, "template": self.template,
-                **({"stop": self.stop} if self.stop else {})}
+                **({"stop": self.stop, "stop_on": "generated"} if self.stop else {})}
 
     def _context(self, prompt: str, prefix: str) -> str:
         """chat: the tokenizer's chat template; plain: `PLAIN_TEMPLATE`; raw: the prompt continued
@@ -151,7 +167,8 @@ class HFPolicy(Policy):
             batch = {k: v.to(self.model.device) for k, v in batch.items()}
             torch.manual_seed(seed * 1_000_003 + start)  # reproducible, and independent of batch size per call
             sample = temperature > 0
-            stop = dict(stop_strings=self.stop, tokenizer=self.tokenizer) if self.stop else {}
+            stop = {"stopping_criteria": [StopOnText(self.tokenizer, self.stop, batch["input_ids"].shape[1])]} \
+                if self.stop else {}
             generated = self.model.generate(
                 **batch, do_sample=sample, temperature=temperature if sample else None, top_p=None, top_k=None,
                 num_return_sequences=n, max_new_tokens=self.max_new_tokens, use_cache=True,
