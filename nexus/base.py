@@ -112,6 +112,8 @@ class RewardModel(nn.Module, ABC):
         # Temperature of `compare`'s probability (1: uncalibrated); `calibrate` fits it and,
         # as a buffer, it is saved in model.safetensors with the weights.
         self.register_buffer("temperature", torch.ones(()))
+        # Applied by `score` after the model (nexus.normalize); saved in config.json (issue 7).
+        self.normalizer = None
 
     @abstractmethod
     def _score_batch(self, prompts: list[str], responses: list) -> RewardOutput:
@@ -144,12 +146,13 @@ class RewardModel(nn.Module, ABC):
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None,
-              progress: bool = False) -> RewardOutput:
+              progress: bool = False, normalize: bool = True) -> RewardOutput:
         """Score (prompt, response) pairs; outputs come back in input order.
 
         Inputs are sorted by length and batched so padding is small. An empty
         response is valid and gets a score; bad input raises ValueError naming the index.
-        `progress=True` shows a tqdm bar over batches.
+        `progress=True` shows a tqdm bar over batches. With a normaliser set
+        (`set_normalizer`) and `normalize=True`, rewards are normalised over the whole call.
         """
         validate_inputs(prompts, responses, self.accepts_steps)
         self._check_inputs(prompts, responses)
@@ -165,7 +168,32 @@ class RewardModel(nn.Module, ABC):
                 parts.append((idx, out))
         finally:
             self.train(was_training)
-        return _gather(parts, len(prompts))
+        return self._normalize_output(_gather(parts, len(prompts)), normalize)
+
+    def set_normalizer(self, normalizer) -> "RewardModel":
+        """Normalise what `score` returns (a `nexus.normalize.Normalizer`, its config dict, or None).
+
+        `compare` and `calibrate` keep using raw rewards; `save_pretrained` stores the normaliser
+        (statistics included) in config.json, so `nexus.load` applies it again.
+        """
+        from nexus.normalize import as_normalizer
+
+        self.normalizer = as_normalizer(normalizer)
+        return self
+
+    def _normalize_output(self, out: RewardOutput, normalize: bool = True) -> RewardOutput:
+        return self.normalizer.apply(out) if normalize and self.normalizer is not None else out
+
+    def as_reward_func(self, columns: dict[str, str] | None = None, *, name: str | None = None,
+                       normalize: bool = True, render_messages=None):
+        """This RM as a TRL GRPO reward function `(prompts, completions, **kwargs) -> list[float]`.
+
+        `columns` maps extra `score` keywords to dataset columns TRL passes as keyword arguments,
+        e.g. `{"references": "answer"}` for a rules RM. See `nexus.rl.reward_func`.
+        """
+        from nexus.rl import reward_func
+
+        return reward_func(self, columns, name=name, normalize=normalize, render_messages=render_messages)
 
     def preference_logits(self, out_a: RewardOutput, out_b: RewardOutput) -> Tensor:
         """'b': the uncalibrated log-odds that a is preferred, from two `score` outputs.
@@ -182,7 +210,8 @@ class RewardModel(nn.Module, ABC):
     def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence) -> Tensor:
         """'b': P(a preferred to b); for the scalar RM sigmoid((r_a - r_b) / T), Bradley-Terry."""
         validate_inputs(prompts, responses_b, self.accepts_steps)
-        return self.preference_probability(self.score(prompts, responses_a), self.score(prompts, responses_b))
+        return self.preference_probability(self.score(prompts, responses_a, normalize=False),
+                                           self.score(prompts, responses_b, normalize=False))
 
     def calibrate(self, prompts: Sequence[str], chosen: Sequence, rejected: Sequence) -> float:
         """Fit `temperature` on validation pairs (chosen preferred) by likelihood; return it.
@@ -193,7 +222,8 @@ class RewardModel(nn.Module, ABC):
         from nexus.calibration import fit_temperature
 
         validate_inputs(prompts, rejected, self.accepts_steps)
-        logits = self.preference_logits(self.score(prompts, chosen), self.score(prompts, rejected))
+        logits = self.preference_logits(self.score(prompts, chosen, normalize=False),
+                                        self.score(prompts, rejected, normalize=False))
         self.temperature.fill_(fit_temperature(logits))
         return float(self.temperature)
 
@@ -205,6 +235,8 @@ class RewardModel(nn.Module, ABC):
         tmp.mkdir()
         try:
             config = {"model_type": self.model_type, **self.config_dict()}
+            if self.normalizer is not None:
+                config["normalizer"] = self.normalizer.to_config()
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
             save_model(self, str(tmp / WEIGHTS_NAME))
             self._save_extra(tmp)
@@ -221,6 +253,7 @@ class RewardModel(nn.Module, ABC):
         config = read_config(path)
         model = cls._from_config(config, path)
         load_model(model, str(path / WEIGHTS_NAME), strict=True)
+        model.set_normalizer(config.get("normalizer"))
         return model.to(device).eval()
 
 

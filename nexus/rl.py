@@ -1,0 +1,83 @@
+"""Any nexus reward model as an RL reward function (issue 7, part 7).
+
+TRL's `GRPOTrainer` calls each reward function as
+`reward_func(prompts=..., completions=..., completion_ids=..., trainer_state=..., **columns)`, where
+`columns` are the other columns of the training dataset, and expects one float per completion.
+`prompts` and `completions` are strings (standard datasets) or lists of chat messages
+`{"role", "content"}` (conversational datasets); both are accepted here. TRL names the logged
+reward after the function's `__name__`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from nexus.base import RewardModel
+
+
+def _content_text(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    # Multimodal messages carry a list of parts; only the text parts can be scored.
+    if isinstance(content, Sequence) and all(isinstance(p, Mapping) for p in content):
+        return "".join(p["text"] for p in content if p.get("type") == "text" and isinstance(p.get("text"), str))
+    raise ValueError(f"{where}: message content is {type(content).__name__}, expected str or a list of parts")
+
+
+def join_messages(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The default rendering of a conversation: message contents joined by newlines, roles dropped.
+
+    A single-message prompt or completion is thus exactly its content, which is what an RM
+    trained on plain (prompt, response) text expects.
+    """
+    return "\n".join(_content_text(m["content"], "message") for m in messages)
+
+
+def as_text(item: Any, field: str, index: int, render: Callable[[Sequence[Mapping]], str]) -> str:
+    """A prompt or completion as a string: itself, or its chat messages rendered."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Sequence) and all(isinstance(m, Mapping) and "content" in m for m in item):
+        try:
+            text = render(item)
+        except ValueError as err:
+            raise ValueError(f"{field}[{index}]: {err}") from err
+        if not isinstance(text, str):
+            raise ValueError(f"{field}[{index}]: rendering the messages gave {type(text).__name__}, not str")
+        return text
+    raise ValueError(f"{field}[{index}] is {type(item).__name__}: expected a string or a list of "
+                     "{'role', 'content'} messages")
+
+
+def reward_func(rm: "RewardModel", columns: Mapping[str, str] | None = None, *, name: str | None = None,
+                normalize: bool = True, render_messages: Callable[[Sequence[Mapping]], str] | None = None):
+    """A function `(prompts, completions, **kwargs) -> list[float]` that scores with `rm`.
+
+    Args:
+        rm: any nexus reward model.
+        columns: `score` keyword -> dataset column passed by the trainer, e.g.
+            `{"references": "answer"}`; other keyword arguments (TRL's `completion_ids`,
+            `trainer_state`, unmapped columns) are ignored.
+        name: the function's `__name__` (TRL logs `rewards/<name>`); default `nexus_<model_type>`.
+        normalize: apply the RM's normaliser, if it has one.
+        render_messages: turns a conversational prompt or completion into text; default
+            `join_messages` (contents joined by newlines). A tokenizer's chat template also fits.
+    """
+    columns = dict(columns or {})
+    render = render_messages or join_messages
+
+    def func(prompts: Sequence, completions: Sequence, **kwargs: Any) -> list[float]:
+        extra = {}
+        for keyword, column in columns.items():
+            if column not in kwargs:
+                raise ValueError(f"reward function {func.__name__}: dataset column {column!r} (for "
+                                 f"score's {keyword}=) was not passed; got {sorted(kwargs)}")
+            extra[keyword] = kwargs[column]
+        texts_p = [as_text(p, "prompts", i, render) for i, p in enumerate(prompts)]
+        texts_c = [as_text(c, "completions", i, render) for i, c in enumerate(completions)]
+        out = rm.score(texts_p, texts_c, normalize=normalize, **extra)
+        return [float(r) for r in out.rewards.tolist()]
+
+    func.__name__ = func.__qualname__ = name or f"nexus_{rm.model_type}"
+    return func
