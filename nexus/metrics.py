@@ -35,6 +35,7 @@ __all__ = [
     "processbench",
     "spearman",
     "kendall",
+    "position_consistency",
 ]
 
 STRATEGIES = ("uniform", "quantile")
@@ -417,3 +418,20 @@ def kendall(x: Any, y: Any) -> float:
     """
     a, b = _correlation_inputs(x, y)
     return float(stats.kendalltau(a, b).statistic)
+
+
+def position_consistency(p_a_first: Any, p_a_second: Any) -> float:
+    """Fraction of pairs whose pairwise verdict survives swapping the two answers' positions
+    (Zheng et al. 2023, "Judging LLM-as-a-Judge", the consistency of a judge under position swap).
+
+    Args:
+        p_a_first: 'b' P(a better) from the judge when a is shown first.
+        p_a_second: 'b' P(a better) when a is shown second.
+
+    A verdict is "a" where its probability exceeds 0.5, else "b"; consistent pairs get the same
+    verdict in both orders.
+    """
+    first, second = _as_pair(p_a_first, p_a_second, "p_a_first", "p_a_second")
+    _check_unit_interval(first, "p_a_first")
+    _check_unit_interval(second, "p_a_second")
+    return float(np.mean((first > 0.5) == (second > 0.5)))

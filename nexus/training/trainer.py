@@ -101,6 +101,10 @@ class RewardTrainer(Trainer):
         return losses.LOSSES[self.args.loss](chosen, rejected, margin)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if getattr(self.accelerator.unwrap_model(model), "owns_loss", False):
+            # e.g. the generative judge's next-token loss; called through the (DDP) wrapper
+            outputs = model(**inputs)
+            return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         if "labels" in inputs:  # outcome / process: a logit per position, labels where given
             labels = inputs["labels"]

@@ -1,0 +1,89 @@
+"""Fine-tuning data for the generative judge: verdict next-token targets, optional rationales.
+
+GenRM (Zhang et al. 2024) trains the verifier by next-token prediction of its verdict ("Yes" for a
+correct solution, "No" otherwise), and GenRM-CoT first on a verification rationale. The rationale
+sits where `explain=True` generates the critique, so the fine-tuned judge is read the same way.
+Legend: b batch, n tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from nexus.data import arithmetic
+from nexus.data.collators import IGNORE, collate_with_labels
+from nexus.data.formats import OutcomeExample, ProcessExample, process_to_outcome
+
+
+def arithmetic_rationale(prompt: str, response: str) -> str:
+    """A step-by-step check of an arithmetic solution (the task's exact step labels, written out):
+    each step recomputed until the first wrong one, which is named with its correct result."""
+    steps = arithmetic.parse_steps(response)
+    if not steps:
+        return "The answer has no steps."
+    truth, _ = arithmetic.solve(*arithmetic.parse_prompt(prompt))
+    labels = arithmetic.label_steps(prompt, steps)
+    lines = []
+    for i, (step, ok) in enumerate(zip(steps, labels)):
+        if ok:
+            lines.append(f"Step {i + 1}: {step} is right.")
+        elif i >= len(truth):
+            lines.append(f"Step {i + 1}: {step} is one step too many.")
+        elif step == truth[i]:  # right, but the solution ends before the last operation
+            lines.append(f"Step {i + 1}: {step} is right, but the solution stops before the last operation.")
+        else:
+            lines.append(f"Step {i + 1}: {step} is wrong; it should be {truth[i]}.")
+        if not ok:
+            break
+    return "\n".join(lines)
+
+
+RATIONALES: dict[str, Callable[[str, str], str]] = {"arithmetic": arithmetic_rationale}
+
+
+class VerdictCollator:
+    """list[OutcomeExample | ProcessExample] -> {input_ids, attention_mask 'b n', labels 'b n'
+    (P(yes) = the outcome label where the next token is the verdict, IGNORE elsewhere), and with
+    a rationale lm_targets 'b n' (the next rationale token, then eos where it ends; -100 elsewhere)}.
+
+    A process example is collapsed to its outcome (`process_to_outcome`: the minimum step label).
+    """
+
+    def __init__(self, model, rationale: str | None = None):
+        if rationale is not None and rationale not in RATIONALES:
+            raise ValueError(f"rationale={rationale!r}: expected None or one of {sorted(RATIONALES)}")
+        self.model, self.rationale = model, rationale
+
+    def _row(self, i: int, ex: OutcomeExample) -> tuple[list[int], list[float], list[float]]:
+        critique = RATIONALES[self.rationale](ex.prompt, ex.response).strip() if self.rationale else None
+        try:
+            ids, span = self.model.verdict_ids(ex.prompt, ex.response, None, critique)
+        except ValueError as err:
+            raise ValueError(f"example {i} ({ex.prompt[:30]!r}): {err}") from err
+        labels = [IGNORE] * (len(ids) - 1) + [ex.label]
+        targets = [IGNORE] * len(ids)
+        if span is not None:
+            start, end = span
+            for s in range(start, end):
+                targets[s - 1] = float(ids[s])
+            targets[end - 1] = float(self.model.backbone.tokenizer.eos_token_id)  # the critique ends here
+        return ids, labels, targets
+
+    def __call__(self, examples) -> dict[str, torch.Tensor]:
+        if self.model.mode != "verdict" or self.model.principles:
+            raise ValueError("fine-tuning trains the overall verdict: mode='verdict' without principles")
+        rows = []
+        for i, ex in enumerate(examples):
+            ex = process_to_outcome(ex) if isinstance(ex, ProcessExample) else ex
+            if not isinstance(ex, OutcomeExample):
+                raise ValueError(f"example {i} is a {type(ex).__name__}; the judge trains on outcome or process data")
+            rows.append(self._row(i, ex))
+        ids = [r[0] for r in rows]
+        backbone = self.model.backbone
+        batch = collate_with_labels(backbone, ids, [r[1] for r in rows])
+        if self.rationale:
+            # token ids travel as floats (exact below 2**24) through the same cut-and-pad as the labels
+            batch["lm_targets"] = collate_with_labels(backbone, ids, [r[2] for r in rows])["labels"].long()
+        return batch
