@@ -16,10 +16,10 @@ from experiments.common import save_config
 
 def studies() -> dict:
     """Study name -> `run(cfg, out_dir)`; imported lazily so one study's imports don't slow another."""
-    from experiments import ensemble_uncertainty, humaneval_bon, process_vs_outcome
+    from experiments import compare_rms, ensemble_uncertainty, humaneval_bon, process_vs_outcome
 
     return {"ensemble_uncertainty": ensemble_uncertainty.run, "process_vs_outcome": process_vs_outcome.run,
-            "humaneval_bon": humaneval_bon.run}
+            "humaneval_bon": humaneval_bon.run, "compare_rms": compare_rms.run}
 
 
 @hydra.main(config_path="conf", config_name="run", version_base="1.3")

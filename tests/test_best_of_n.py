@@ -91,3 +91,45 @@ def test_shepherd_labels_equal_exact_labels_for_an_error_free_roller():
     wrong = [x for s, e in zip(soft, exact) for x, y in zip(s, e) if y == 0]
     right = [x for s, e in zip(soft, exact) for x, y in zip(s, e) if y == 1]
     assert np.mean(wrong) < 0.1 < 0.3 < np.mean(right)  # a later error rarely cancels an earlier one
+
+
+def test_selection_rules_rank_by_hand_computed_scores():
+    import torch
+
+    from nexus.base import RewardOutput
+    from nexus.sampling.best_of_n import available_rules, select, selection_scores, split_output, vote_weights
+
+    # Three candidates, three members. Means 2, 1.5, 0; member variances 8/3, 1/6, 0; the ensemble's
+    # uncertainty (total std) 3, 0.5, 0 is given explicitly, so each rule picks a different one.
+    members = torch.tensor([[4.0, 2.0, 0.0], [1.0, 1.5, 2.0], [0.0, 0.0, 0.0]])
+    out = RewardOutput(rewards=members.mean(1), uncertainty=torch.tensor([3.0, 0.5, 0.0]),
+                       extras={"member_means": members})
+    assert available_rules(out) == ["argmax", "penalized", "worst_case", "uwo"]
+    s = selection_scores(out, penalty=1.0, uwo_lambda=1.0)
+    np.testing.assert_allclose(s["argmax"], [2.0, 1.5, 0.0])
+    np.testing.assert_allclose(s["penalized"], [2 - 3, 1.5 - 0.5, 0.0])
+    np.testing.assert_allclose(s["worst_case"], [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(s["uwo"], [2 - 8 / 3, 1.5 - 1 / 6, 0.0])
+    assert [select(s[r]) for r in ("argmax", "penalized", "worst_case", "uwo")] == [0, 1, 1, 1]
+    assert select(selection_scores(out, ["penalized"], penalty=0.1)["penalized"]) == 0  # 2 - 0.3 > 1.5 - 0.05
+    assert select(selection_scores(out, ["uwo"], uwo_lambda=0.1)["uwo"]) == 0
+    gold = [0.0, 1.0, 0.0]
+    assert best_of_n_expectation(s["argmax"], gold, 3) == 0.0 and best_of_n_expectation(s["uwo"], gold, 3) == 1.0
+    # best of 2 by worst case: pairs {0,1} -> 1, {1,2} -> 1, {0,2} tie 0/0 -> 0: 2/3
+    assert best_of_n_expectation(s["worst_case"], gold, 2) == pytest.approx(2 / 3)
+
+    scalar = RewardOutput(rewards=torch.tensor([1.0, float("nan"), 0.0]))
+    assert available_rules(scalar) == ["argmax"]
+    assert selection_scores(scalar)["argmax"][1] == -np.inf  # unreadable: never picked
+    np.testing.assert_allclose(vote_weights(scalar), [1.0, 0.0, np.exp(-1.0)])
+    with pytest.raises(ValueError, match=r"extras\['member_means'\]"):
+        selection_scores(scalar, ["uwo"])
+    with pytest.raises(ValueError, match="uncertainty"):
+        selection_scores(scalar, ["penalized"])
+    first, second = split_output(out, [2, 1])
+    assert torch.equal(second.extras["member_means"], members[2:]) and first.rewards.tolist() == [2.0, 1.5]
+    # exp weights: a vote that raw rewards would tip the other way (answer 7 has 2 votes of weight
+    # e^-2 each, answer 5 one of weight 1) goes to 5
+    w = vote_weights(RewardOutput(rewards=torch.tensor([3.0, 1.0, 1.0])))
+    assert majority_vote_expectation([5, 7, 7], [1, 0, 0], 3, weights=w) == 1.0
+    assert majority_vote_expectation([5, 7, 7], [1, 0, 0], 3, weights=[3.0, 1.9, 1.9]) == 0.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,37 @@ def test_trainer_config_builds_training_arguments(tmp_path):
     cfg = compose_train(tmp_path, [])
     args = instantiate(cfg.trainer, report_to="none")
     assert args.loss == "bt" and args.output_dir.startswith(str(tmp_path))
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_resolves(tmp_path, experiment):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    cfg = compose_config(tmp_path, "run", [f"experiment={experiment}"])
+    assert cfg.experiment.name == experiment
+    resolved = OmegaConf.to_container(cfg, resolve=True)  # every interpolation has a target
+    assert resolved["trainer"]["output_dir"].startswith(str(tmp_path))
+    args = instantiate(cfg.trainer, report_to="none")
+    assert args.seed == cfg.seed
+
+
+# `basic` is Hydra's own (a YAML of that name would shadow its schema and warn on every run).
+@pytest.mark.parametrize("launcher", ["basic", *sorted(p.stem for p in (CONF / "hydra" / "launcher").glob("*.yaml"))])
+def test_every_launcher_composes(tmp_path, launcher):
+    from tests.conftest import compose_config
+
+    cfg = compose_config(tmp_path, "run", [f"hydra/launcher={launcher}"])
+    target = cfg.hydra.launcher._target_
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == launcher and target.endswith("Launcher")
+    module, name = target.rsplit(".", 1)
+    if launcher == "basic" or _importable(module):  # the plugins are installed only on demand
+        assert hasattr(importlib.import_module(module), name)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False

@@ -1,0 +1,263 @@
+"""Every RM family on `arithmetic` (issue 6): `python -m experiments.run experiment=compare_rms`.
+
+The families are the files of `experiments/conf/model/` (the registry, STYLE.md convention 1), so
+a family added there appears here with no other change. Each trains on the data format its
+`data_format` names (pairwise, outcome or process examples of the same problems), or not at all
+(`"none"`, e.g. rules; or `experiment.per_family.<name>.train=false`, e.g. a zero-shot judge).
+Then, per family: pairwise accuracy, ECE (after temperature scaling on validation pairs) and
+Brier on held-out pairs (`nexus.evaluation`); best-of-n accuracy for every n in `ns` from one pool
+of N policy samples per problem (the unbiased estimator of `nexus.sampling.best_of_n`), for each
+selection rule the family's output supports; and scoring throughput on those pools.
+
+Writes metrics.json/.csv (one row per family), selection.csv (one row per selection method,
+with the baselines), results.md (both tables), reliability.png and best_of_n.png (95% bootstrap
+bands over problems). Legend: p problems, c candidates of a pool, n best-of-n sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from transformers import set_seed
+
+from experiments.common import RunData, calibrate, configure_logger, load_data
+from experiments.process_vs_outcome import make_policy
+from nexus import metrics
+from nexus.data import arithmetic
+from nexus.evaluation import pairwise_report, score_pairs
+from nexus.reporting import markdown_table, plot_reliability, write_report
+from nexus.sampling import generate_cached
+from nexus.sampling.best_of_n import (SELECTION_RULES, available_rules, best_of_n_expectation,
+                                      majority_vote_expectation, selection_scores, split_output, vote_weights)
+from nexus.training import RewardTrainer
+
+CONF = Path(__file__).resolve().parent / "conf"
+BASELINES = ("majority_vote", "random", "oracle")
+
+
+def model_families() -> list[str]:
+    """Every RM family: the option names of the `model` config group, sorted."""
+    return sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+def chosen_families(exp: DictConfig) -> list[str]:
+    """`experiment.families`, or every family when it is null; unknown names raise."""
+    known = model_families()
+    if exp.families is None:
+        return known
+    unknown = [f for f in exp.families if f not in known]
+    if unknown:
+        raise ValueError(f"experiment.families: {unknown[0]!r} is not in experiments/conf/model/ ({known})")
+    return list(exp.families)
+
+
+def family_config(cfg: DictConfig, family: str) -> DictConfig:
+    """A copy of the run config whose `model` is that family's YAML and whose `model` and `trainer`
+    carry `experiment.per_family.<family>` overrides (interpolations such as ${seed} still resolve)."""
+    per = cfg.experiment.per_family.get(family) or {}
+    unknown = sorted(set(per) - {"model", "trainer", "train"})
+    if unknown:
+        raise ValueError(f"experiment.per_family.{family}.{unknown[0]}: expected model, trainer or train")
+    fam = copy.deepcopy(cfg)
+    with open_dict(fam):
+        fam.model = OmegaConf.merge(OmegaConf.load(CONF / "model" / f"{family}.yaml"), per.get("model") or {})
+        fam.trainer = OmegaConf.merge(fam.trainer, per.get("trainer") or {})
+        fam.train = per.get("train", True)
+    return fam
+
+
+def training_format(rm, train: bool) -> str | None:
+    """The per-family hook: what `rm` trains on (its `data_format`), or None when it has nothing
+    to train (`"none"`, e.g. rules) or the run says not to (zero-shot)."""
+    fmt = getattr(rm, "data_format", "pairwise")
+    if fmt == "none" or not train:
+        return None
+    if fmt not in ("pairwise", "outcome", "process"):
+        raise ValueError(f"{type(rm).__name__}.data_format={fmt!r}: expected pairwise, outcome, process or none")
+    return fmt
+
+
+def train_family(cfg: DictConfig, family: str, data: dict, out_dir: Path) -> tuple[object, dict]:
+    """Build one family on the run's backbone and train it; return it and what it trained on."""
+    fam = family_config(cfg, family)
+    set_seed(cfg.seed)
+    rm = instantiate(fam.model, backbone=instantiate(fam.backbone))
+    fmt = training_format(rm, fam.train)
+    if fmt is None:
+        return rm.eval(), {"trained_on": "nothing", "train_s": 0.0}
+    if fmt not in data:
+        data[fmt] = load_data(cfg.data, fmt)
+    args = instantiate(fam.trainer, output_dir=str(out_dir / "checkpoints" / family),
+                       report_to=configure_logger(cfg.logger))
+    start = time.perf_counter()
+    RewardTrainer(model=rm, args=args, train_dataset=data[fmt].train).train()
+    return rm.eval(), {"trained_on": f"{fmt} ({len(data[fmt].train)})", "train_s": time.perf_counter() - start}
+
+
+def pairwise_columns(rm, data: RunData) -> tuple[dict, np.ndarray]:
+    """Accuracy, ECE and Brier per eval split (temperature fitted on the validation pairs first),
+    and P(chosen preferred) on the first split, for the reliability diagram."""
+    calibrate(rm, data.calibration)
+    columns, first = {}, None
+    for split, pairs in data.evals.items():
+        scores = score_pairs(rm, pairs)
+        report = pairwise_report(scores)
+        columns.update({f"{key}_{split}": report[key] for key in ("accuracy", "ece", "brier")})
+        first = scores.p_chosen if first is None else first
+    return columns, first
+
+
+def policy_pools(cfg: DictConfig) -> dict:
+    """One pool of N policy samples per held-out problem, with gold rewards and final answers."""
+    exp = cfg.experiment
+    problems = arithmetic.generate(exp.n_problems, exp.test_seed, arithmetic.SPLITS[exp.split])["pairwise"]
+    prompts = [p.prompt for p in problems]
+    pools = generate_cached(make_policy(exp.policy), prompts, exp.n_candidates, exp.policy.temperature,
+                            cfg.seed + 7, cache_dir=exp.get("cache_dir"))
+    gold = [[arithmetic.gold_reward(p, s) for s in pool] for p, pool in zip(prompts, pools)]
+    answers = [[arithmetic.final_answer(s) for s in pool] for pool in pools]
+    return {"prompts": prompts, "pools": pools, "gold": gold, "answers": answers}
+
+
+def score_pools(rm, pools: dict) -> tuple[list, float]:
+    """Score every candidate in one call; per-pool outputs and responses scored per second."""
+    flat_prompts = [p for p, pool in zip(pools["prompts"], pools["pools"]) for _ in pool]
+    flat = [s for pool in pools["pools"] for s in pool]
+    start = time.perf_counter()
+    out = rm.score(flat_prompts, flat, progress=len(flat) > 2000)
+    seconds = time.perf_counter() - start
+    return split_output(out, [len(pool) for pool in pools["pools"]]), len(flat) / seconds
+
+
+def selection_values(outputs: list, pools: dict, exp: DictConfig) -> dict[str, np.ndarray]:
+    """{rule: 'p n' best-of-n gold value per problem} for the rules of `exp.rules` this RM supports."""
+    ns = list(exp.ns)
+    usable = [r for r in exp.rules if r == "weighted_vote" or r in available_rules(outputs[0])]
+    values = {rule: np.zeros((len(outputs), len(ns))) for rule in usable}
+    for i, (out, gold, answers) in enumerate(zip(outputs, pools["gold"], pools["answers"])):
+        ranked = selection_scores(out, [r for r in usable if r != "weighted_vote"], exp.penalty, exp.uwo_lambda)
+        for rule, scores in ranked.items():
+            values[rule][i] = [best_of_n_expectation(scores, gold, n) for n in ns]
+        if "weighted_vote" in values:
+            w = vote_weights(out)
+            values["weighted_vote"][i] = [majority_vote_expectation(answers, gold, n, weights=w, seed=i) for n in ns]
+    return values
+
+
+def baseline_values(pools: dict, ns: list[int]) -> dict[str, np.ndarray]:
+    """'p n' per problem for majority vote, a random candidate and the oracle (best gold of n)."""
+    out = {name: np.zeros((len(pools["gold"]), len(ns))) for name in BASELINES}
+    for i, (gold, answers) in enumerate(zip(pools["gold"], pools["answers"])):
+        out["majority_vote"][i] = [majority_vote_expectation(answers, gold, n, seed=i) for n in ns]
+        out["random"][i] = np.mean(gold)
+        out["oracle"][i] = [best_of_n_expectation(gold, gold, n) for n in ns]
+    return out
+
+
+def summarise(values: dict[str, np.ndarray], ns: list[int], resamples: int, seed: int) -> tuple[list, dict]:
+    """Selection rows {method, bo<n>: mean over problems} and 95% bootstrap bands over problems."""
+    rows, bands = [], {}
+    for method, per_problem in values.items():
+        rows.append({"method": method, **{f"bo{n}": float(per_problem[:, j].mean()) for j, n in enumerate(ns)}})
+        bands[method] = [metrics.bootstrap_interval(np.mean, per_problem[:, j], n_resamples=resamples, seed=seed)
+                         if len(per_problem) > 1 else (float("nan"), float("nan")) for j in range(len(ns))]
+    return rows, bands
+
+
+def evaluate_family(cfg: DictConfig, family: str, data: dict, pools: dict, out_dir: Path) -> tuple:
+    """Train (or not) one family, then its table row, reliability curve and best-of-n values."""
+    exp = cfg.experiment
+    rm, info = train_family(cfg, family, data, out_dir)
+    columns, p_chosen = pairwise_columns(rm, data["pairwise"])
+    outputs, per_s = score_pools(rm, pools)
+    values = selection_values(outputs, pools, exp)
+    if exp.save_models:
+        rm.save_pretrained(out_dir / "models" / family)
+    argmax = values["argmax"].mean(axis=0) if "argmax" in values else [float("nan")] * len(exp.ns)
+    row = {"family": family, "trained_on": info["trained_on"], **columns,
+           **{f"bo{n}": float(v) for n, v in zip(exp.ns, argmax)},
+           "responses_per_s": per_s, "train_s": info["train_s"]}
+    print(f"{family}: trained on {info['trained_on']} in {info['train_s']:.1f} s; scored {per_s:.0f} responses/s; "
+          f"best-of-{exp.ns[-1]} {row[f'bo{exp.ns[-1]}']:.3f}", flush=True)
+    return row, p_chosen, {f"{family}/{rule}": v for rule, v in values.items()}
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    """Every family, the baselines, the report files; returns {"rows", "selection", ...}."""
+    exp = cfg.experiment
+    if exp.n_candidates < max(exp.ns):
+        raise ValueError(f"experiment.ns: max {max(exp.ns)} exceeds experiment.n_candidates={exp.n_candidates}")
+    unknown = [r for r in exp.rules if r not in (*SELECTION_RULES, "weighted_vote")]
+    if unknown:
+        raise ValueError(f"experiment.rules: {unknown[0]!r} is not one of {(*SELECTION_RULES, 'weighted_vote')}")
+    families = chosen_families(exp)
+    data = {"pairwise": load_data(cfg.data, "pairwise")}
+    pools = policy_pools(cfg)
+    pass_rate = float(np.mean(pools["gold"]))
+    print(f"{len(families)} families: {families}; policy pass rate {pass_rate:.3f}", flush=True)
+    rows, curves, values = [], {}, {}
+    for family in families:
+        row, curves[family], family_values = evaluate_family(cfg, family, data, pools, out_dir)
+        rows.append(row)
+        values.update(family_values)
+    values.update(baseline_values(pools, list(exp.ns)))
+    selection, bands = summarise(values, list(exp.ns), exp.bootstrap_resamples, cfg.seed)
+    extra = {"selection": selection, "bootstrap_95": {m: dict(zip(map(str, exp.ns), b)) for m, b in bands.items()},
+             "policy_pass_rate": pass_rate, "n_problems": len(pools["prompts"]), "n_candidates": exp.n_candidates,
+             "families": families}
+    table = write_tables(out_dir, rows, selection, extra)
+    first_split = next(iter(data["pairwise"].evals))
+    plot_reliability(out_dir / "reliability.png", curves, title=f"Reliability on arithmetic ({first_split})")
+    plot_best_of_n(out_dir / "best_of_n.png", selection, bands, list(exp.ns), f"policy {exp.policy.name}")
+    print(f"\n{table}\n\npolicy pass rate {pass_rate:.4f}; written to {out_dir}", flush=True)
+    return {"rows": rows, **extra}
+
+
+def write_tables(out_dir: Path, rows: list[dict], selection: list[dict], extra: dict) -> str:
+    """metrics.json/.csv (families), selection.csv, results.md (both tables); return the Markdown."""
+    write_report(out_dir, rows, extra)
+    with open(out_dir / "selection.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(selection[0]))
+        writer.writeheader()
+        writer.writerows(selection)
+    table = (f"## Reward models\n\n{markdown_table(rows)}\n\n## Best-of-n selection "
+             f"(policy pass rate {extra['policy_pass_rate']:.4f})\n\n{markdown_table(selection)}")
+    (out_dir / "results.md").write_text(table + "\n")
+    return table
+
+
+def plot_best_of_n(path: Path, selection: list[dict], bands: dict, ns: list[int], title: str) -> None:
+    """Best-of-n accuracy against n with 95% bootstrap bands: argmax of every RM and the
+    baselines on the left, the other selection rules and the baselines on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    palette = plt.get_cmap("tab20").colors
+    base_style = {"oracle": ("black", "--"), "random": ("grey", ":"), "majority_vote": ("saddlebrown", "-.")}
+    for i, row in enumerate(selection):
+        method = row["method"]
+        color, style = base_style.get(method, (palette[i % len(palette)], "-"))
+        panels = axes if method in BASELINES else [axes[0] if method.endswith("/argmax") else axes[1]]
+        lo, hi = np.asarray(bands[method]).T
+        for ax in panels:
+            ax.plot(ns, [row[f"bo{n}"] for n in ns], style, color=color, marker="o", markersize=3,
+                    label=method.removesuffix("/argmax"))
+            ax.fill_between(ns, lo, hi, color=color, alpha=0.1)
+    for ax, name in zip(axes, ("argmax of each RM", "other selection rules")):
+        ax.set(xscale="log", xlabel="n (candidates)", title=f"{name}, {title}")
+        ax.minorticks_off()
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[0].set_ylabel("accuracy of the selected solution (95% bootstrap band)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
