@@ -13,6 +13,9 @@ MODEL_TYPES = {
     "ensemble": "nexus.models.ensemble:EnsembleRewardModel",
     "outcome": "nexus.models.outcome:OutcomeRewardModel",
     "process": "nexus.models.process:ProcessRewardModel",
+    "rules": "nexus.models.rules:RulesRewardModel",
+    "hybrid": "nexus.models.hybrid:HybridRewardModel",
+    "generative": "nexus.models.generative:GenerativeRewardModel",
 }
 
 
