@@ -72,6 +72,59 @@ def configure_logger(logger: DictConfig) -> str:
     return logger.report_to
 
 
+def _plain(value):
+    """A JSON/wandb-friendly scalar: numpy numbers become Python ones, None stays None."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _numbers(tree: dict, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a nested dict, keyed "a/b/c" (wandb's summary takes flat numbers)."""
+    flat = {}
+    for key, value in tree.items():
+        value = _plain(value)
+        if isinstance(value, dict):
+            flat.update(_numbers(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def log_study(cfg: DictConfig, out_dir: Path, tables: dict[str, list[dict]],
+              summary: dict | None = None) -> Path | None:
+    """Log a study's outputs to wandb when `logger.report_to == "wandb"` (else do nothing).
+
+    One run per study: the resolved config, each of `tables` as a `wandb.Table` (under
+    `tables/<name>`), the numbers of `summary` (nested keys joined by "/") and every PNG in
+    `out_dir` as a `wandb.Image` (under `plots/<stem>`). Offline unless the logger config says
+    otherwise (`wandb sync` uploads later); the run lives in `$WANDB_DIR`, else in `out_dir/wandb`.
+    A run left open by the Trainer's own wandb callback is finished first.
+
+    Returns:
+        The run's local directory (holding `files/` and the `.wandb` log), or None when off.
+    """
+    if cfg.logger.report_to != "wandb":
+        return None
+    configure_logger(cfg.logger)
+    import wandb
+
+    config = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+              for key in cfg if key != "hydra"}
+    where = {} if os.environ.get("WANDB_DIR") else {"dir": str(out_dir)}
+    run = wandb.init(project=cfg.logger.get("project", "nexus"), name=f"{cfg.experiment.name}-{out_dir.name}",
+                     job_type="study", config=config, reinit="finish_previous", **where)
+    logged = {}
+    for name, rows in tables.items():
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        data = [[_plain(row.get(c)) for c in columns] for row in rows]
+        logged[f"tables/{name}"] = wandb.Table(columns=columns, data=data, allow_mixed_types=True)
+    logged.update({f"plots/{png.stem}": wandb.Image(str(png)) for png in sorted(out_dir.glob("*.png"))})
+    run.log(logged)
+    run.summary.update(_numbers(summary or {}))
+    local = Path(run.dir).parent
+    run.finish()
+    return local
+
+
 def save_config(cfg: DictConfig, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import set_seed
 
-from experiments.common import RunData, calibrate, configure_logger, load_data
+from experiments.common import RunData, calibrate, configure_logger, load_data, log_study
 from experiments.process_vs_outcome import make_policy
 from nexus import metrics
 from nexus.data import arithmetic
@@ -215,6 +215,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     first_split = next(iter(data["pairwise"].evals))
     plot_reliability(out_dir / "reliability.png", curves, title=f"Reliability on arithmetic ({first_split})")
     plot_best_of_n(out_dir / "best_of_n.png", selection, bands, list(exp.ns), f"policy {exp.policy.name}")
+    log_study(cfg, out_dir, {"families": rows, "selection": selection},
+              {"policy_pass_rate": pass_rate, **{row["family"]: row for row in rows}})
     print(f"\n{table}\n\npolicy pass rate {pass_rate:.4f}; written to {out_dir}", flush=True)
     return {"rows": rows, **extra}
 

@@ -1,6 +1,6 @@
 """Reward heads on pooled features.
 
-Legend: b batch, d hidden.
+Legend: b batch, d hidden, o objectives.
 """
 
 from __future__ import annotations
@@ -29,3 +29,23 @@ class ScalarHead(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         out = self.net(features)
         return out.squeeze(-1) if out.shape[-1] == 1 else out
+
+
+class MultiObjectiveHead(nn.Module):
+    """'b d' -> 'b o': one reward per named objective (helpfulness, harmlessness, ...).
+
+    A shared `ScalarHead` trunk with `o` outputs, the layout of multi-objective reward heads such as
+    ArmoRM's regression layer (Wang et al. 2024): the objectives share features and differ in their
+    last linear layer. The output keeps its 'o' axis even for one objective.
+    """
+
+    def __init__(self, in_features: int, objectives: int, hidden: int = 256, dropout: float = 0.1):
+        super().__init__()
+        if objectives < 1:
+            raise ValueError(f"MultiObjectiveHead: objectives={objectives} must be >= 1")
+        self.objectives = objectives
+        self.net = ScalarHead(in_features, hidden, dropout, out_features=objectives)
+
+    def forward(self, features: Tensor) -> Tensor:
+        out = self.net(features)
+        return out.unsqueeze(-1) if self.objectives == 1 else out

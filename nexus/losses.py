@@ -2,6 +2,7 @@
 
 Shape legend (einops letters):
     b   batch (preference pairs, or scored samples)
+    o   objectives (multi-objective reward heads)
     ''  a scalar (0-d tensor)
 
 Every pairwise loss takes ``chosen: 'b'`` and ``rejected: 'b'`` rewards and returns a
@@ -184,3 +185,44 @@ def weighted_preference_loss(logits: Tensor, weights: Tensor | None = None, labe
         raise ValueError(f"weights shape {tuple(weights.shape)} != logits shape {tuple(logits.shape)}")
     per_member = (nll * weights).sum(0) / weights.sum(0).clamp(min=1e-8)
     return per_member.mean()
+
+
+def multi_objective_bt_loss(chosen: Tensor, rejected: Tensor, labels: Tensor,
+                            ignore: float = -100.0) -> tuple[Tensor, Tensor]:
+    """One Bradley-Terry loss per objective from per-objective preference labels.
+
+    For objective o and pair i with label y = P(chosen preferred on o) (1, 0, or soft in between),
+    the loss is the Bradley-Terry cross-entropy -[y log sigmoid(d) + (1 - y) log sigmoid(-d)] with
+    d = chosen[i, o] - rejected[i, o] (Bradley & Terry 1952; per objective as in the
+    multi-attribute RMs of Wang et al. 2024, ArmoRM). Entries equal to ``ignore`` are unlabelled
+    and masked out. Each objective's loss is the mean over its labelled pairs; the total is the
+    mean over the objectives labelled at least once in the batch, so a rarely labelled objective
+    weighs as much as a dense one.
+
+    Args:
+        chosen: 'b o' rewards of the first response of each pair, per objective.
+        rejected: 'b o' rewards of the second response.
+        labels: 'b o' in [0, 1], or ``ignore`` where the pair is not labelled on that objective.
+
+    Returns ('' total loss, 'o' per-objective losses, NaN where an objective has no label).
+    Raises ValueError for shapes that differ or are not 2-D, a label outside [0, 1] (naming
+    [pair, objective]), or a batch without any label.
+    """
+    if not (chosen.shape == rejected.shape == labels.shape) or chosen.ndim != 2:
+        raise ValueError(f"chosen {tuple(chosen.shape)}, rejected {tuple(rejected.shape)} and labels "
+                         f"{tuple(labels.shape)} must be equal 'b o' tensors")
+    given = labels != ignore
+    bad = (given & ((labels < 0) | (labels > 1) | labels.isnan())).nonzero()
+    if bad.numel():
+        i, o = bad[0].tolist()
+        raise ValueError(f"labels[{i}, {o}] = {labels[i, o].item()!r}: expected a value in [0, 1] or {ignore}")
+    if not given.any():
+        raise ValueError("no pair in the batch is labelled on any objective")
+    y = torch.where(given, labels, 0.0).to(chosen.dtype)
+    logits = chosen - rejected
+    nll = -(y * F.logsigmoid(logits) + (1.0 - y) * F.logsigmoid(-logits))
+    mask = given.to(chosen.dtype)
+    counts = mask.sum(0)
+    per_objective = (nll * mask).sum(0) / counts.clamp(min=1.0)
+    total = per_objective[counts > 0].mean()
+    return total, torch.where(counts > 0, per_objective, torch.full_like(per_objective, float("nan")))

@@ -1,6 +1,6 @@
 """Collators: examples -> padded tensors for the trainer.
 
-Legend: b pairs, n tokens. Chosen and rejected are packed into one '(2 b) n' batch
+Legend: b pairs, n tokens, o objectives. Chosen and rejected are packed into one '(2 b) n' batch
 (chosen first) so one forward pass scores both, as TRL's RewardTrainer does.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import warnings
 import zlib
 
 import numpy as np
@@ -54,6 +55,70 @@ class PairwiseCollator:
 
 
 IGNORE = -100.0  # a position without a label (as the ignore_index of token classification)
+
+
+def objective_labels(example: PairwiseExample, objectives: Sequence[str], index: int) -> list[float] | None:
+    """Per objective, P(chosen preferred) from ``example.extra["labels"]``, IGNORE where unlabelled.
+
+    ``extra["labels"]`` maps objective names to 1 (chosen preferred), 0 (rejected preferred), a
+    probability in between, or null (unlabelled); a missing name is unlabelled too. Returns None
+    when the pair has no ``labels`` field at all (a plain, overall preference).
+
+    Raises:
+        ValueError: naming ``index`` and the key, for an unknown objective, a value that is not null
+            or a number in [0, 1], or a pair labelled on no objective.
+    """
+    if "labels" not in example.extra:
+        return None
+    given = example.extra["labels"]
+    where = f"example {index}: extra['labels']"
+    if not isinstance(given, dict):
+        raise ValueError(f"{where} is {type(given).__name__}, expected a dict from objective name to 0/1/null")
+    unknown = sorted(set(given) - set(objectives))
+    if unknown:
+        raise ValueError(f"{where}[{unknown[0]!r}]: unknown objective; known: {', '.join(objectives)}")
+    row = []
+    for name in objectives:
+        value = given.get(name)
+        if value is None:
+            row.append(IGNORE)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{where}[{name!r}] = {value!r}: expected 1 (chosen preferred), 0 (rejected "
+                             "preferred), a probability in between, or null (unlabelled)")
+        row.append(float(value))
+    if all(v == IGNORE for v in row):
+        raise ValueError(f"{where} labels no objective ({', '.join(objectives)}); drop the pair or label one")
+    return row
+
+
+class MultiObjectiveCollator(PairwiseCollator):
+    """list[PairwiseExample] -> the `PairwiseCollator` batch plus `preferences` 'b o'
+    (`objective_labels` per pair); margins are refused. A pair without ``extra["labels"]`` states
+    an overall preference and counts as chosen-preferred on every objective; the first batch with
+    such pairs warns once."""
+
+    def __init__(self, backbone: Backbone, objectives: Sequence[str], seed: int = 0):
+        super().__init__(backbone, None, seed)
+        self.objectives = list(objectives)
+        self.warned = False
+
+    def __call__(self, examples: Sequence[PairwiseExample]) -> dict[str, torch.Tensor]:
+        batch = super().__call__(examples)
+        if "margin" in batch:  # the per-objective loss has no margin term; say so rather than drop it
+            first = next(i for i, ex in enumerate(examples) if ex.margin is not None)
+            raise ValueError(f"example {first}: margin={examples[first].margin} given, but the multi-objective "
+                             "loss does not use margins; remove them (or put them in extra)")
+        rows = [objective_labels(ex, self.objectives, i) for i, ex in enumerate(examples)]
+        plain = [i for i, row in enumerate(rows) if row is None]
+        if plain and not self.warned:
+            warnings.warn(f"{len(plain)} of {len(rows)} pairs in a batch (first at index {plain[0]}) have no "
+                          "extra['labels']: each counts as chosen-preferred on every objective "
+                          "(later batches are not reported)", stacklevel=2)
+            self.warned = True
+        full = [1.0] * len(self.objectives)
+        batch["preferences"] = torch.tensor([full if row is None else row for row in rows], dtype=torch.float32)
+        return batch
 
 
 def collate_with_labels(backbone: Backbone, ids: list[list[int]], labels: list[list[float]]) -> dict[str, torch.Tensor]:

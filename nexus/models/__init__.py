@@ -16,6 +16,7 @@ MODEL_TYPES = {
     "rules": "nexus.models.rules:RulesRewardModel",
     "hybrid": "nexus.models.hybrid:HybridRewardModel",
     "generative": "nexus.models.generative:GenerativeRewardModel",
+    "multi_objective": "nexus.models.multi_objective:MultiObjectiveRewardModel",
 }
 
 
