@@ -122,6 +122,9 @@ def log_study(cfg: DictConfig, out_dir: Path, tables: dict[str, list[dict]],
     run.summary.update(_numbers(summary or {}))
     local = Path(run.dir).parent
     run.finish()
+    # wandb keeps one process-wide session that ignores later WANDB_* changes (a next run's
+    # directory or mode); tear it down so the next run reads its settings afresh.
+    wandb.teardown()
     return local
 
 
