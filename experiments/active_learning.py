@@ -12,7 +12,6 @@ curve.png (accuracy against labels). Legend: b pairs.
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from nexus.active import ENSEMBLE_METHODS, METHODS, active_learning
 from nexus.data import arithmetic
 from nexus.data.formats import flip_preferences
 from nexus.evaluation import evaluate_pairwise
-from nexus.reporting import markdown_table, write_report
+from nexus.reporting import markdown_table, write_csv, write_report
 from nexus.training import RewardTrainer
 
 KEPT = ("accuracy", "ece", "nll")
@@ -115,10 +114,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     extra = {"curve": points, "area_under_curve": auc, "seconds": time.perf_counter() - start,
              "acquired": [{k: r.get(k) for k in ("method", "seed", "round", "seed_set", "acquired")} for r in rows]}
     write_report(out_dir, flat, extra)
-    with open(out_dir / "curve.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(points[0]))
-        writer.writeheader()
-        writer.writerows(points)
+    write_csv(out_dir / "curve.csv", points)
     report = (f"## Accuracy against labels ({len(exp.seeds)} seeds; held-out {exp.n_eval} pairs)\n\n"
               f"{markdown_table(points)}\n\n## Area under the curve\n\n{markdown_table(auc)}\n")
     (out_dir / "results.md").write_text(report)

@@ -23,7 +23,6 @@ results.md, overoptimization.png and coste.png. Legend: p problems, c candidates
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import time
 import warnings
@@ -40,7 +39,7 @@ from nexus import metrics
 from nexus.data import arithmetic
 from nexus.data.formats import PairwiseExample
 from nexus.evaluation import pairwise_report, score_pairs
-from nexus.reporting import markdown_table, write_report
+from nexus.reporting import markdown_table, write_csv, write_report
 from nexus.sampling import ArithmeticPolicy, generate_cached
 from nexus.sampling.best_of_n import selection_scores, split_output
 from nexus.sampling.overoptimization import (bon_curves, bradley_terry_labels, fit_gao_bon, gao_bon,
@@ -291,10 +290,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 def write_outputs(out_dir: Path, rows: list[dict], points: list[dict], extra: dict) -> str:
     """metrics.json/.csv (rows), curves.csv (points), results.md (setup and table); return the Markdown."""
     write_report(out_dir, rows, extra)
-    with open(out_dir / "curves.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(points[0]))
-        writer.writeheader()
-        writer.writerows(points)
+    write_csv(out_dir / "curves.csv", points)
     setup = (f"Gold: {extra['gold']}; {extra['label_pairs']} Bradley-Terry labelled pairs "
              f"({extra['label_disagrees_with_gold']:.3f} disagree with the gold's order). Pools: {extra['n_problems']} "
              f"problems x {extra['n_candidates']}, pass rate {extra['pool_pass_rate']:.3f}, gold AUROC for correctness "

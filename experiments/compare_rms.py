@@ -17,7 +17,6 @@ bands over problems). Legend: p problems, c candidates of a pool, n best-of-n si
 from __future__ import annotations
 
 import copy
-import csv
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from experiments.process_vs_outcome import make_policy
 from nexus import metrics
 from nexus.data import arithmetic
 from nexus.evaluation import pairwise_report, score_pairs
-from nexus.reporting import markdown_table, plot_reliability, write_report
+from nexus.reporting import markdown_table, plot_reliability, write_csv, write_report
 from nexus.sampling import generate_cached
 from nexus.sampling.best_of_n import (SELECTION_RULES, available_rules, best_of_n_expectation,
                                       majority_vote_expectation, selection_scores, split_output, vote_weights)
@@ -224,10 +223,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 def write_tables(out_dir: Path, rows: list[dict], selection: list[dict], extra: dict) -> str:
     """metrics.json/.csv (families), selection.csv, results.md (both tables); return the Markdown."""
     write_report(out_dir, rows, extra)
-    with open(out_dir / "selection.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(selection[0]))
-        writer.writeheader()
-        writer.writerows(selection)
+    write_csv(out_dir / "selection.csv", selection)
     table = (f"## Reward models\n\n{markdown_table(rows)}\n\n## Best-of-n selection "
              f"(policy pass rate {extra['policy_pass_rate']:.4f})\n\n{markdown_table(selection)}")
     (out_dir / "results.md").write_text(table + "\n")

@@ -27,7 +27,7 @@ from experiments.common import configure_logger
 from nexus import metrics
 from nexus.data import humaneval
 from nexus.data.formats import OutcomeExample
-from nexus.reporting import write_report
+from nexus.reporting import plot_best_of_n, write_report
 from nexus.sampling import HFPolicy, generate_cached
 from nexus.sampling.best_of_n import best_of_n_expectation
 from nexus.training import RewardTrainer
@@ -124,25 +124,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
                                    if 0 < labels.sum() < labels.size else float("nan")),
              "tasks_with_any_pass": int((test_passed.sum(axis=1) > 0).sum()), "train_seconds": train_s}
     table = write_report(out_dir, rows, extra)
-    plot_curves(out_dir / "best_of_n.png", rows, ns, exp.policy.name)
+    plot_best_of_n(out_dir / "best_of_n.png", rows, ns, "n", ("random", "oracle (pass@n)"), "n (samples per task)",
+                   "pass rate of the selected program", f"HumanEval held-out tasks, policy {exp.policy.name}")
     print(f"\n{table}\n\n{extra}\nwritten to {out_dir}", flush=True)
     return {"rows": rows, **extra}
-
-
-def plot_curves(path: Path, rows: list[dict], ns: list[int], policy: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for row in rows:
-        style = "--" if row["method"] in ("random", "oracle (pass@n)") else "-"
-        ax.plot(ns, [row[f"n{n}"] for n in ns], style, marker="o", label=row["method"])
-    ax.set(xscale="log", xlabel="n (samples per task)", ylabel="pass rate of the selected program",
-           title=f"HumanEval held-out tasks, policy {policy}")
-    ax.set_xticks(ns, [str(n) for n in ns])
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -27,7 +27,7 @@ from nexus import metrics
 from nexus.data import arithmetic
 from nexus.data.formats import OutcomeExample, ProcessExample
 from nexus.models.process import aggregate_steps
-from nexus.reporting import write_report
+from nexus.reporting import plot_best_of_n, write_report
 from nexus.sampling import ArithmeticPolicy, HFPolicy, generate_cached
 from nexus.sampling.best_of_n import best_of_n_expectation, majority_vote_expectation
 from nexus.sampling.shepherd import arithmetic_correct, shepherd_labels
@@ -128,7 +128,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
              "train_solutions": len(process), "train_correct": float(np.mean([o.label for o in outcome])),
              "policy_pass_rate": float(np.mean([arithmetic.gold_reward(p, s) for p, s in zip(flat_prompts, flat)]))}
     table = write_report(out_dir, rows, extra)
-    plot_curves(out_dir / "best_of_n.png", rows, list(exp.ns), exp)
+    plot_best_of_n(out_dir / "best_of_n.png", rows, list(exp.ns), "bo", ("random", "oracle"), "n (candidates)",
+                   "accuracy of the selected solution",
+                   f"Best-of-n on arithmetic ({exp.split}), policy {exp.policy.name}")
     print(f"\n{table}\n\nPRM step AUROC {step_auroc:.4f}; ProcessBench {bench}\nwritten to {out_dir}", flush=True)
     return {"rows": rows, **extra}
 
@@ -137,25 +139,3 @@ def _correct_above_wrong(scores: np.ndarray, gold: np.ndarray) -> float:
     """P(score of a correct candidate > score of a wrong one) within one pool; ties count 1/2."""
     c, w = scores[gold == 1][:, None], scores[gold == 0][None, :]
     return float(((c > w) + 0.5 * (c == w)).mean())
-
-
-def plot_curves(path: Path, rows: list[dict], ns: list[int], exp: DictConfig) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for row in rows:
-        style = "--" if row["method"] in ("random", "oracle") else "-"
-        ax.plot(ns, [row[f"bo{n}"] for n in ns], style, marker="o", label=row["method"])
-    ax.set(xscale="log", xlabel="n (candidates)", ylabel="accuracy of the selected solution",
-           title=f"Best-of-n on arithmetic ({exp.split}), policy {exp.policy.name}")
-    ax.set_xticks(ns, [str(n) for n in ns])
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-

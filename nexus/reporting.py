@@ -26,14 +26,40 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_csv(path: Path, rows: Sequence[dict]) -> None:
+    """Rows of dicts (the first row's keys are the columns) as a CSV file."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_best_of_n(path: Path, rows: Sequence[dict], ns: Sequence[int], key: str, baselines: Sequence[str],
+                   xlabel: str, ylabel: str, title: str) -> None:
+    """One line per row (`row["method"]`) through `row[f"{key}{n}"]` for n in `ns`, log-x;
+    `baselines` are dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for row in rows:
+        style = "--" if row["method"] in baselines else "-"
+        ax.plot(ns, [row[f"{key}{n}"] for n in ns], style, marker="o", label=row["method"])
+    ax.set(xscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_report(directory: Path, rows: Sequence[dict], extra: dict | None = None) -> str:
     """Write metrics.json, metrics.csv and results.md into `directory`; return the table."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "metrics.json").write_text(json.dumps({"rows": list(rows), **(extra or {})}, indent=2) + "\n")
-    with open(directory / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(directory / "metrics.csv", rows)
     table = markdown_table(rows)
     (directory / "results.md").write_text(table + "\n")
     return table
