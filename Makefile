@@ -21,8 +21,11 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed
 
+# The main comparison: every RM family on the built-in arithmetic task, at its small scale.
+RUN_ARGS    ?= experiment=compare_rms experiment.scale=small
+
 run: install
-	$(PY) -m experiments.train
+	$(PY) -m experiments.run $(RUN_ARGS)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -17,12 +17,12 @@ from experiments.common import save_config
 def studies() -> dict:
     """Study name -> `run(cfg, out_dir)`; imported lazily so one study's imports don't slow another."""
     from experiments import bon_overoptimization, compare_rms, ensemble_uncertainty, humaneval_bon, process_vs_outcome
-    from experiments import active_learning, distill
+    from experiments import active_learning, distill, generative_judge
 
     return {"ensemble_uncertainty": ensemble_uncertainty.run, "process_vs_outcome": process_vs_outcome.run,
             "humaneval_bon": humaneval_bon.run, "compare_rms": compare_rms.run,
             "bon_overoptimization": bon_overoptimization.run, "distill": distill.run,
-            "active_learning": active_learning.run}
+            "active_learning": active_learning.run, "generative_judge": generative_judge.run}
 
 
 @hydra.main(config_path="conf", config_name="run", version_base="1.3")

@@ -65,9 +65,10 @@ def write_report(directory: Path, rows: Sequence[dict], extra: dict | None = Non
     return table
 
 
-def plot_reliability(path: Path, curves: dict[str, np.ndarray], n_bins: int = 10,
-                     title: str = "Reliability of P(chosen preferred)") -> None:
-    """Reliability diagram per named 'b' array of P(chosen preferred), both orientations."""
+def plot_reliability(path: Path, curves: dict, n_bins: int = 10,
+                     title: str = "Reliability of P(chosen preferred)", xlabel: str = "predicted P(preferred)") -> None:
+    """Reliability diagram per named curve: a 'b' array of P(chosen preferred) (read in both
+    orientations), or a (probabilities 'b', 0/1 labels 'b') tuple for pointwise predictions."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,12 +76,12 @@ def plot_reliability(path: Path, curves: dict[str, np.ndarray], n_bins: int = 10
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    for name, p_chosen in curves.items():
-        probs, labels = metrics.both_orientations(p_chosen)
+    for name, curve in curves.items():
+        probs, labels = curve if isinstance(curve, tuple) else metrics.both_orientations(curve)
         curve = metrics.reliability_curve(probs, labels, n_bins=n_bins)
         ece = metrics.expected_calibration_error(probs, labels, n_bins=n_bins)
         ax.plot(curve["mean_prob"], curve["mean_label"], marker="o", label=f"{name} (ECE {ece:.3f})")
-    ax.set(xlabel="predicted P(preferred)", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.set(xlabel=xlabel, ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

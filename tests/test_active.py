@@ -139,10 +139,7 @@ def test_tiny_active_learning_study_writes_its_files(tmp_path):
     from experiments.active_learning import run
 
     cfg = compose_config(tmp_path, "run", [
-        "experiment=active_learning", "backbone=tiny-gpt2", "model.n_members=2", "experiment.n_pool=24",
-        "experiment.n_eval=16", "experiment.seed_size=4", "experiment.acquire=4", "experiment.rounds=2",
-        "experiment.seeds=[0]", "experiment.methods=[random,mutual_information,margin,variance]",
-        "trainer.max_steps=2", "trainer.per_device_train_batch_size=4"])
+        "experiment=active_learning", "+debug=active_learning"])  # 4 + 2 x 4 labels, 4 methods
     out = run(cfg, tmp_path)
     rows = out["rows"]
     assert len(rows) == 4 * 3 and [r["n_labels"] for r in rows[:3]] == [4, 8, 12]

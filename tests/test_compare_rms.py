@@ -17,13 +17,7 @@ from tests.conftest import compose_config
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "experiments" / "conf" / "model"
 NS = [1, 2, 8]
-TINY = [
-    "experiment=compare_rms", "experiment.scale=small", "backbone=tiny-gpt2",
-    "data.n_train=16", "data.n_eval=8", "data.n_calibration=8", "experiment.n_problems=5",
-    "experiment.n_candidates=8", f"experiment.ns=[{','.join(map(str, NS))}]", "experiment.bootstrap_resamples=20",
-    "trainer.max_steps=2", "trainer.per_device_train_batch_size=4", "trainer.disable_tqdm=true",
-    "++experiment.per_family.ensemble.model.n_members=3",
-]
+TINY = ["experiment=compare_rms", "+debug=compare_rms"]  # experiment.ns=[1,2,8], 3 ensemble members
 
 
 @pytest.mark.slow

@@ -78,3 +78,26 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
         return False
+
+
+def test_every_experiment_has_a_debug_config():
+    assert options("experiment") == options("debug"), "add experiments/conf/debug/<name>.yaml for a new experiment"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_runs_from_the_command_line_with_its_debug_config(tmp_path, experiment):
+    """`python -m experiments.run experiment=X +debug=X` in a fresh process: the whole study, tiny."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-m", "experiments.run", f"experiment={experiment}", f"+debug={experiment}",
+                           f"hydra.run.dir={tmp_path}"], cwd=CONF.parents[1], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["rows"], "no result rows"
+    assert (tmp_path / "results.md").stat().st_size > 0 and (tmp_path / "config.yaml").is_file()
+    assert list(tmp_path.glob("*.png")), "no plot written"

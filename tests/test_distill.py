@@ -120,9 +120,7 @@ def test_tiny_distill_study_writes_its_files(tmp_path):
     from experiments.distill import run
 
     cfg = compose_config(tmp_path, "run", [
-        "experiment=distill", "backbone=tiny-gpt2", "experiment.n_train_problems=5", "experiment.n_test_problems=4",
-        "experiment.texts.samples=3", "experiment.students.ensemble.model.n_members=2", "trainer.max_steps=2",
-        "trainer.per_device_train_batch_size=4", "trainer.disable_tqdm=true", "experiment.save_models=true"])
+        "experiment=distill", "+debug=distill", "experiment.save_models=true"])  # 5 x 3 texts, 4 x 3 held out
     out = run(cfg, tmp_path)
     assert [r["student"] for r in out["rows"]] == ["scalar", "ensemble", "regression"]
     assert out["n_train_texts"] == 15 and out["n_held_out_texts"] == 12

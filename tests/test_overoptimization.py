@@ -72,13 +72,8 @@ def test_log_study_is_off_without_wandb(tmp_path):
 
 
 N, LABELS = 8, [8, 16]
-TINY = [
-    "experiment=bon_overoptimization", "backbone=tiny-gpt2", "experiment.gold.n_pairs=32", "experiment.gold.n_eval=16",
-    f"experiment.n_labels=[{LABELS[0]},{LABELS[1]}]", "experiment.n_problems=4", f"experiment.n_candidates={N}",
-    "~experiment.proxies.large", "experiment.proxies.medium.model.head_hidden=8", "experiment.ensemble.proxy=medium",
-    "experiment.ensemble.n_labels=16", "experiment.save_gold=true", "trainer.max_steps=2",
-    "trainer.per_device_train_batch_size=4", "trainer.disable_tqdm=true", "logger=wandb",
-]
+TINY = ["experiment=bon_overoptimization", "+debug=bon_overoptimization",  # N = 8, labels 8 and 16
+        "~experiment.proxies.large", "experiment.save_gold=true", "logger=wandb"]
 
 
 @pytest.mark.slow

@@ -43,12 +43,7 @@ def test_cell_metrics_read_uncertainty_and_mistakes():
 
 @pytest.mark.slow
 def test_tiny_study_writes_every_cell_and_loadable_models(tmp_path):
-    overrides = [
-        "backbone=tiny-gpt2", "experiment.n_train=96", "data.n_eval=48", "data.n_calibration=48",
-        "experiment.n_members=[1,2]", "experiment.variants.shared_bank.n_members=[2]",
-        "experiment.variants.pretrain_seed.model.member_backbones=[tiny-gpt2,tiny-gpt2]",
-        "experiment.bootstrap_resamples=50", "trainer.max_steps=3", "trainer.disable_tqdm=true",
-    ]
+    overrides = ["experiment=ensemble_uncertainty", "+debug=ensemble_uncertainty"]  # K in {1, 2}
     rows = run(compose_config(tmp_path, "run", overrides), tmp_path)
     # 2 noise rates x (shared K=1,2 + shared_bank K=2 + finetune K=1,2 + pretrain K=1,2) x 2 splits
     assert len(rows) == 2 * 7 * 2
@@ -74,10 +69,7 @@ def test_tiny_process_vs_outcome_reports_every_method(tmp_path):
     from experiments.process_vs_outcome import run as run_pvo
 
     cfg = compose_config(tmp_path, "run", [
-        "experiment=process_vs_outcome", "backbone=tiny-gpt2", "experiment.policy.name=arithmetic",
-        "experiment.n_train_problems=30", "experiment.n_test_problems=6", "experiment.n_candidates=8",
-        "experiment.ns=[1,2,8]", "trainer.max_steps=3", "trainer.disable_tqdm=true",
-    ])
+        "experiment=process_vs_outcome", "+debug=process_vs_outcome"])  # N = 8, ns 1, 2, 8
     out = run_pvo(cfg, tmp_path)
     by = {r["method"]: r for r in out["rows"]}
     assert set(by) == {"prm_min", "prm_prod", "prm_last", "prm_mean", "orm", "majority_vote",

@@ -428,15 +428,21 @@ def _join(critiques: Sequence[str]) -> str:
 def verdict_report(rm: GenerativeRewardModel, examples, n_bins: int = 10) -> dict[str, float]:
     """How well the verdict predicts outcome labels: AUROC of the rewards, and accuracy at 0.5,
     ECE, Brier and NLL of P(yes) = sigmoid(reward) (verdict mode, logits read) against hard labels."""
-    from nexus import metrics
-
     if rm.mode != "verdict" or rm.read != "logits":
         raise ValueError(f"verdict_report reads P(yes) from log-odds: mode='verdict', read='logits' "
                          f"(got mode={rm.mode!r}, read={rm.read!r})")
-    rewards = rm.score([ex.prompt for ex in examples], [ex.response for ex in examples]).rewards.double()
-    labels = torch.tensor([float(ex.label >= 0.5) for ex in examples], dtype=torch.float64)
+    rewards = rm.score([ex.prompt for ex in examples], [ex.response for ex in examples]).rewards
+    return verdict_metrics(rewards, [ex.label for ex in examples], n_bins)
+
+
+def verdict_metrics(log_odds, labels, n_bins: int = 10) -> dict[str, float]:
+    """`verdict_report`'s metrics from verdict log-odds 'b' and outcome labels 'b' (>= 0.5 is correct)."""
+    from nexus import metrics
+
+    rewards = torch.as_tensor(log_odds, dtype=torch.float64)
+    labels = (torch.as_tensor(labels, dtype=torch.float64) >= 0.5).double()
     probs = torch.sigmoid(rewards)
-    return {"n": len(examples), "auroc": metrics.auroc(rewards, labels),
+    return {"n": len(rewards), "auroc": metrics.auroc(rewards, labels),
             "accuracy": float(((probs >= 0.5).double() == labels).double().mean()),
             "ece": metrics.expected_calibration_error(probs, labels, n_bins, "uniform"),
             "brier": metrics.brier_score(probs, labels), "nll": metrics.negative_log_likelihood(probs, labels),
