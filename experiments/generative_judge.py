@@ -33,7 +33,7 @@ from transformers import set_seed
 from experiments.common import configure_logger
 from nexus import metrics
 from nexus.data import arithmetic
-from nexus.data.formats import write_jsonl
+from nexus.data.formats import read_pairwise, write_jsonl
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.models.generative import GenerativeRewardModel, verdict_metrics
 from nexus.reporting import markdown_table, plot_reliability, write_report
@@ -72,16 +72,21 @@ def revision_outcomes(pairs) -> dict[str, int]:
 def critique_revision_rows(cfg: DictConfig, judge: GenerativeRewardModel, eval_pairs, out_dir: Path) -> dict:
     """Write critique-revision pairs, train a scalar RM on part of them, evaluate it."""
     cr = cfg.experiment.critique_revision
-    problems = arithmetic.generate(cr.n, cr.seed, arithmetic.SPLITS[cfg.experiment.split])["outcome"][: cr.n]
-    policy = HFPolicy(cr.policy, max_new_tokens=cr.max_new_tokens, batch_size=cr.batch_size)
     start = time.perf_counter()
-    pairs = critique_revise(judge, policy, [e.prompt for e in problems], [e.response for e in problems],
-                            list(cr.principles), seed=cfg.seed)
+    if cr.pairs_from:  # an earlier run's pairs: train and evaluate the RM without generating again
+        pairs = read_pairwise(cr.pairs_from)
+        n_responses = None
+    else:
+        problems = arithmetic.generate(cr.n, cr.seed, arithmetic.SPLITS[cfg.experiment.split])["outcome"][: cr.n]
+        policy = HFPolicy(cr.policy, max_new_tokens=cr.max_new_tokens, batch_size=cr.batch_size)
+        pairs = critique_revise(judge, policy, [e.prompt for e in problems], [e.response for e in problems],
+                                list(cr.principles), seed=cfg.seed)
+        n_responses = len(problems)
     seconds = time.perf_counter() - start
     write_jsonl(out_dir / "cai_pairs.jsonl", pairs)
     n_fit = int(len(pairs) * cr.train_fraction)
     train, held = pairs[:n_fit], pairs[n_fit:]
-    row = {"judge": "scalar RM on critique-revision pairs", "n_responses": len(problems), "n_pairs": len(pairs),
+    row = {"judge": "scalar RM on critique-revision pairs", "n_responses": n_responses, "n_pairs": len(pairs),
            "generate_s": seconds, **revision_outcomes(pairs)}
     if len(train) < 2 or not held:
         print(f"critique-revision: only {len(pairs)} pairs; no RM trained", flush=True)
@@ -120,7 +125,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     print(f"zero-shot: AUROC {report['auroc']:.3f}, ECE {report['ece']:.3f}, "
           f"position consistency {report['position_consistency']:.3f}", flush=True)
 
-    cai = critique_revision_rows(cfg, judge, pairs, out_dir) if exp.critique_revision.n > 0 else None
+    cai = critique_revision_rows(cfg, judge, pairs, out_dir) if exp.critique_revision.n > 0 or exp.critique_revision.pairs_from else None
 
     args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints" / "judge"),
                        report_to=configure_logger(cfg.logger))
