@@ -33,5 +33,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Every benchmark in benchmarks/ (issue 8); writes benchmarks/results.md. BENCH_ARGS=--quick: a smoke run.
+BENCH_ARGS  ?=
+
+bench: install
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) outputs multirun

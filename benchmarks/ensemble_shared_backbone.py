@@ -1,45 +1,70 @@
-"""Ensemble member forms: scoring time of K members on the same inputs (issue 3).
+"""Ensemble member forms: scoring time of K members on the same inputs (issues 3 and 8).
 
 python -m benchmarks.ensemble_shared_backbone [--k 8] [--n 512] [--backbone arith-lm]
 
-Times `EnsembleRewardModel` with `form=shared` (K heads, one backbone pass), `form=lora`
-(K adapters on one base: K passes) and `form=independent` (K backbones of the same size) and
-prints each against the shared form, measured in the same run (best of `--repeats`).
+Times a single `ScalarRewardModel` (the baseline of the issue 8 target: K=8 shared members cost
+at most 1.3x one model) and `EnsembleRewardModel` with `form=shared` (K heads, one backbone pass),
+`form=lora` (K adapters on one base: K passes) and `form=independent` (K backbones of the same
+size), all on the same backbone and inputs through `score`, measured in the same run (best of
+`--repeats`). FLOPs: the backbone passes each form makes (`roofline`; heads and LoRA left out).
 """
 
 from __future__ import annotations
 
 import argparse
 
-import torch
-
-from benchmarks.common import best_seconds
+from benchmarks.common import Row, best_seconds, report, threads_note
+from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from nexus.backbones import load_backbone
 from nexus.data.arithmetic import SPLITS, generate
 from nexus.models.ensemble import EnsembleRewardModel
+from nexus.models.scalar import ScalarRewardModel
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--backbone", default="arith-lm")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    pairs = generate(args.n, seed=7, cfg=SPLITS["id"])["pairwise"]
+def run(args) -> list[Row]:
+    peak = args.peak or matmul_peak_gflops()
+    pairs = generate(args.n, seed=7, cfg=SPLITS["id"])["pairwise"][: args.n]
     prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
-    forms = {
-        "shared": EnsembleRewardModel(load_backbone(args.backbone), n_members=args.k, form="shared"),
-        "lora": EnsembleRewardModel(load_backbone(args.backbone, lora={"r": 8, "alpha": 16}), n_members=args.k,
-                                    form="lora"),
-        "independent": EnsembleRewardModel(load_backbone(args.backbone), n_members=args.k, form="independent"),
+    backbone = load_backbone(args.backbone)
+    flops = FlopModel.fit(backbone)
+    one_pass = flops.sequences([len(ids) for ids in backbone.token_ids(prompts, responses)])
+    models = {  # name: (model, backbone passes)
+        "single scalar model": (ScalarRewardModel(backbone, batch_size=args.batch_size), 1),
+        "shared": (EnsembleRewardModel(backbone, n_members=args.k, form="shared", batch_size=args.batch_size), 1),
+        "lora": (EnsembleRewardModel(load_backbone(args.backbone, lora={"r": 8, "alpha": 16}), n_members=args.k,
+                                     form="lora", batch_size=args.batch_size), args.k),
+        "independent": (EnsembleRewardModel(load_backbone(args.backbone), n_members=args.k, form="independent",
+                                            batch_size=args.batch_size), args.k),
     }
-    seconds = {name: best_seconds(lambda rm=rm.eval(): rm.score(prompts, responses), args.repeats)
-               for name, rm in forms.items()}
-    print(f"K={args.k}, {args.n} inputs, backbone {args.backbone}, {torch.get_num_threads()} threads")
-    for name, s in seconds.items():
-        print(f"form={name:<12} {s:.3f} s ({args.n / s:.0f} responses/s), {s / seconds['shared']:.2f}x shared")
+    seconds = {}
+    for name, (rm, _) in models.items():
+        rm.eval().score(prompts[:8], responses[:8])  # warm-up, untimed
+        seconds[name] = best_seconds(lambda rm=rm: rm.score(prompts, responses), args.repeats)
+    single = seconds["single scalar model"]
+    rows = []
+    for name, (_, passes) in models.items():
+        case = name if name == "single scalar model" else f"form={name}, K={args.k}"
+        ratio = "baseline" if name == "single scalar model" else f"{seconds[name] / single:.2f}x single model"
+        note = "target <= 1.3x" if name == "shared" else ""
+        rows.append(Row("ensemble", case, seconds[name], f"{args.n / seconds[name]:.0f} responses/s", ratio,
+                        achieved(passes * one_pass, seconds[name], peak), note))
     print(f"ratio (independent / shared): {seconds['independent'] / seconds['shared']:.2f}x")
+    return report(rows, f"ensemble forms, K={args.k}, {args.n} inputs, backbone {args.backbone}, {threads_note()}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--n", type=int, default=512)
+    p.add_argument("--backbone", default="arith-lm")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--peak", type=float, default=None, help="GFLOP/s peak (default: measured now)")
+    return p
+
+
+def main(argv=None) -> list[Row]:
+    return run(parser().parse_args(argv))
 
 
 if __name__ == "__main__":

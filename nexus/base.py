@@ -74,6 +74,25 @@ def _length(response: str | Sequence[str]) -> int:
     return len(response) if isinstance(response, str) else sum(len(s) for s in response)
 
 
+def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped longest first so that rows x the batch's longest row <= `max_tokens` (issue 8).
+
+    The padded batch is what the backbone computes on, so this bounds the work and memory of every
+    batch rather than its row count: short inputs go many to a batch, long ones few. A row longer
+    than the budget on its own still has to be scored, so it goes alone.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens={max_tokens}: expected a positive number of tokens per batch")
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        # sorted longest first, so a batch's first row is its longest
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 def _gather(parts: list[tuple[list[int], RewardOutput]], total: int) -> RewardOutput:
     """Put per-batch outputs back into input order."""
     order = [i for idx, _ in parts for i in idx]
@@ -114,6 +133,8 @@ class RewardModel(nn.Module, ABC):
         self.register_buffer("temperature", torch.ones(()))
         # Applied by `score` after the model (nexus.normalize); saved in config.json (issue 7).
         self.normalizer = None
+        # Token budget per batch for `score` (None: `batch_size` rows per batch); issue 8.
+        self.max_tokens: int | None = None
 
     @abstractmethod
     def _score_batch(self, prompts: list[str], responses: list) -> RewardOutput:
@@ -134,6 +155,29 @@ class RewardModel(nn.Module, ABC):
     def _check_inputs(self, prompts: Sequence[str], responses: Sequence) -> None:
         """Family-specific input checks before batching; errors name the input index."""
 
+    def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
+        """Tokens per input for token-budget batching (capped at the backbone's max_length).
+
+        Counted with `backbone.token_ids` (exact for the scalar, ensemble, outcome and multi-objective
+        RMs); an estimate where a family renders its own context (the judge's template, the process
+        RM's step tokens; steps are counted joined by newlines); characters where there is no backbone.
+        """
+        backbone = getattr(self, "backbone", None)
+        if backbone is None or not hasattr(backbone, "token_ids"):
+            return [len(p) + _length(r) for p, r in zip(prompts, responses)]
+        texts = [r if isinstance(r, str) else "\n".join(r) for r in responses]
+        return [min(len(ids), backbone.max_length) for ids in backbone.token_ids(prompts, texts)]
+
+    def _batches(self, prompts: Sequence[str], responses: Sequence, batch_size: int | None,
+                 max_tokens: int | None) -> list[list[int]]:
+        """Input indices per batch: sorted by length, then cut by a token budget or a row count."""
+        max_tokens = max_tokens or self.max_tokens
+        if max_tokens:
+            return token_budget_batches(self._token_lengths(prompts, responses), max_tokens)
+        size = batch_size or self.batch_size
+        order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + _length(responses[i])))
+        return [order[start:start + size] for start in range(0, len(order), size)]
+
     def data_collator(self, seed: int = 0):
         """What turns training examples of `data_format` into batches for `RewardTrainer`."""
         from nexus.data.collators import PairwiseCollator
@@ -146,24 +190,25 @@ class RewardModel(nn.Module, ABC):
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None,
-              progress: bool = False, normalize: bool = True) -> RewardOutput:
+              max_tokens: int | None = None, progress: bool = False, normalize: bool = True) -> RewardOutput:
         """Score (prompt, response) pairs; outputs come back in input order.
 
-        Inputs are sorted by length and batched so padding is small. An empty
+        Inputs are sorted by length and batched so padding is small: `batch_size` rows per batch,
+        or, with `max_tokens` (or the attribute `self.max_tokens`), as many rows as keep
+        rows x longest row <= max_tokens (`token_budget_batches`; `batch_size` is then unused).
+        Batches are padded only to their longest row. An empty
         response is valid and gets a score; bad input raises ValueError naming the index.
         `progress=True` shows a tqdm bar over batches. With a normaliser set
         (`set_normalizer`) and `normalize=True`, rewards are normalised over the whole call.
         """
         validate_inputs(prompts, responses, self.accepts_steps)
         self._check_inputs(prompts, responses)
-        size = batch_size or self.batch_size
-        order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + _length(responses[i])))
         was_training = self.training
         self.eval()
         try:
             parts = []
-            for start in tqdm(range(0, len(order), size), desc="score", unit="batch", disable=not progress):
-                idx = order[start:start + size]
+            batches = self._batches(prompts, responses, batch_size, max_tokens)
+            for idx in tqdm(batches, desc="score", unit="batch", disable=not progress):
                 out = self._score_batch([prompts[i] for i in idx], [responses[i] for i in idx])
                 parts.append((idx, out))
         finally:

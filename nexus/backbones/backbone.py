@@ -5,6 +5,7 @@ Legend: b batch, n tokens, d hidden.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import warnings
 from dataclasses import asdict, dataclass
@@ -93,6 +94,32 @@ def running_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Ten
     mean = torch.where(valid, logp, 0.0).cumsum(-1) / valid.cumsum(-1).clamp(min=1)
     low = torch.where(valid, logp, torch.inf).cummin(-1).values
     return torch.stack([mean, torch.where(torch.isinf(low), 0.0, low)], dim=-1)
+
+
+def logprob_summary(logp: Tensor, valid: Tensor) -> Tensor:
+    """'b n' token log-likelihoods, 'b n' bool scored -> 'b 2' mean and min (as `token_logprob_stats`)."""
+    mean = torch.where(valid, logp, 0.0).sum(-1) / valid.sum(-1).clamp(min=1)
+    low = torch.where(valid, logp, torch.inf).amin(-1)
+    return torch.stack([mean, torch.where(valid.any(-1), low, 0.0)], dim=-1)
+
+
+def common_prefix_length(ids: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix that every sequence in `ids` starts with."""
+    shortest = min(len(seq) for seq in ids)
+    for j in range(shortest):
+        if any(seq[j] != ids[0][j] for seq in ids):
+            return j
+    return shortest
+
+
+@dataclass
+class PrefixState:
+    """A token prefix run once through a decoder: its KV cache and outputs (`Backbone.encode_prefix`)."""
+
+    ids: Tensor  # '1 p'
+    cache: object  # the model's past_key_values for the prefix
+    hidden: Tensor  # '1 p h'
+    logits: Tensor | None  # '1 p v' with `lm_logprobs`, else None
 
 
 class Backbone(nn.Module):
@@ -214,6 +241,57 @@ class Backbone(nn.Module):
         if logits is None:
             return hidden
         return torch.cat([hidden, running_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
+
+    def encode_prefix(self, prefix: Sequence[int]) -> PrefixState:
+        """Run a token prefix shared by several inputs once and keep its KV cache (decoders only).
+
+        Best-of-N: the prompt (and template) shared by N candidates is read once; see
+        `prefix_features`, which continues it for each candidate.
+        """
+        if self.is_encoder:
+            raise ValueError(f"{self.source}: a shared prefix needs a decoder; encoders read both ways")
+        ids = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
+        mask = torch.ones_like(ids)
+        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        kwargs = {"position_ids": torch.arange(ids.shape[1], device=self.device)[None]} if self._takes_positions else {}
+        out = lm.base_model(input_ids=ids, attention_mask=mask, use_cache=True, **kwargs)
+        logits = lm.get_output_embeddings()(out.last_hidden_state) if self.lm_logprobs else None
+        return PrefixState(ids, out.past_key_values, out.last_hidden_state, logits)
+
+    def prefix_features(self, state: PrefixState, suffixes: Sequence[Sequence[int]]) -> Tensor:
+        """'c d': `forward`'s pooled features of prefix + suffix for each of c suffixes (each >= 1 token),
+        computing only the suffix tokens against the prefix's cache. Suffixes are right-padded here
+        whatever `padding_side` says, so every suffix starts right after the prefix."""
+        c, p = len(suffixes), state.ids.shape[1]
+        if min(len(s) for s in suffixes) < 1 or p + max(len(s) for s in suffixes) > self.max_length:
+            raise ValueError(f"prefix_features: every suffix needs >= 1 token and prefix + suffix <= "
+                             f"max_length={self.max_length}")
+        pad = self.tokenizer.pad_token_id
+        rows = [torch.tensor(list(s), dtype=torch.long) for s in suffixes]
+        ids = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad).to(self.device)
+        suffix_mask = nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True).to(self.device)
+        mask = torch.cat([torch.ones(c, p, dtype=torch.long, device=self.device), suffix_mask], dim=1)
+        cache = copy.deepcopy(state.cache)  # a forward appends to its cache: each call gets its own copy
+        cache.batch_repeat_interleave(c)
+        kwargs = {"position_ids": p + torch.arange(ids.shape[1], device=self.device).expand(c, -1)} \
+            if self._takes_positions else {}
+        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        hidden = lm.base_model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True,
+                               **kwargs).last_hidden_state
+        full = torch.cat([state.hidden.expand(c, -1, -1), hidden], dim=1)  # 'c (p m) h'
+        pooled = POOLERS[self.pooling](full, mask)
+        if state.logits is None:
+            return pooled
+        # Token t is scored at t - 1: the prefix's tokens by the prefix alone (shared), the first
+        # suffix token by the prefix's last position, the rest by the suffix positions.
+        head_logits = lm.get_output_embeddings()(hidden)
+        pre_logp, pre_valid = token_logprobs(state.logits, state.ids, torch.ones_like(state.ids))
+        joint = torch.cat([state.logits[:, -1:].expand(c, -1, -1), head_logits], dim=1)
+        joint_ids = torch.cat([state.ids[:, -1:].expand(c, -1), ids], dim=1)
+        logp, valid = token_logprobs(joint, joint_ids, torch.cat([mask[:, :1], suffix_mask], dim=1))
+        logp = torch.cat([pre_logp.expand(c, -1), logp[:, 1:]], dim=1)
+        valid = torch.cat([pre_valid.expand(c, -1), valid[:, 1:]], dim=1)
+        return torch.cat([pooled, logprob_summary(logp, valid)], dim=-1)
 
     def spec(self) -> dict:
         """What `config.json` records to rebuild this backbone around saved weights."""

@@ -2,17 +2,20 @@
 
 Ouyang et al. 2022 (InstructGPT) and Stiennon et al. 2020: r(x, y) is a scalar read
 from the final token's hidden state; P(y_a > y_b) = sigmoid(r_a - r_b).
-Legend: b batch, n tokens, d hidden.
+Legend: b batch, n tokens, d hidden, c candidates.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
+import torch
 from torch import Tensor
 
 from nexus.backbones import Backbone
-from nexus.base import RewardModel, RewardOutput
+from nexus.backbones.backbone import common_prefix_length
+from nexus.base import RewardModel, RewardOutput, validate_inputs
 from nexus.heads import ScalarHead
 
 BACKBONE_DIR = "backbone"
@@ -39,6 +42,34 @@ class ScalarRewardModel(RewardModel):
 
     def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:
         return RewardOutput(rewards=self(**self.backbone.encode(prompts, responses)).float().cpu())
+
+    @torch.inference_mode()
+    def score_candidates(self, prompt: str, responses: Sequence[str], *, batch_size: int | None = None,
+                         normalize: bool = True) -> RewardOutput:
+        """Score c responses to one prompt, running their shared token prefix once (best-of-N, issue 8).
+
+        Returns the rewards 'c' of `score([prompt] * c, responses)`, in order, up to float error.
+        The shared part is the longest common prefix of the c token sequences `backbone.token_ids`
+        makes, so the split is exact however the tokenizer merges across the prompt/response
+        boundary (and it includes the chat template and any common start of the responses); each
+        candidate keeps at least its last token. Encoders (which read both ways), inputs over
+        max_length and a single candidate fall back to `score`.
+        """
+        validate_inputs([prompt] * len(responses), responses)
+        backbone, size = self.backbone, batch_size or self.batch_size
+        ids = backbone.token_ids([prompt] * len(responses), responses)
+        shared = min(common_prefix_length(ids), min(len(seq) for seq in ids) - 1)
+        if backbone.is_encoder or len(ids) < 2 or shared < 1 or max(map(len, ids)) > backbone.max_length:
+            return self.score([prompt] * len(responses), responses, batch_size=batch_size, normalize=normalize)
+        was_training = self.training
+        self.eval()
+        try:
+            state = backbone.encode_prefix(ids[0][:shared])
+            rewards = [self.head(backbone.prefix_features(state, [seq[shared:] for seq in ids[start:start + size]]))
+                       for start in range(0, len(ids), size)]
+        finally:
+            self.train(was_training)
+        return self._normalize_output(RewardOutput(rewards=torch.cat(rewards).float().cpu()), normalize)
 
     def config_dict(self) -> dict:
         return {

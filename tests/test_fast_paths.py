@@ -1,0 +1,153 @@
+"""Issue 8's fast paths and benchmark helpers: token-budget batching, shared-prefix scoring,
+int8 quantisation, FLOP counting and the exponent fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from benchmarks.roofline import FlopModel, count_flops
+from benchmarks.scaling import fit_exponent
+from nexus.backbones import load_backbone
+from nexus.base import token_budget_batches
+from nexus.models.scalar import ScalarRewardModel
+from nexus.quantize import conv1d_to_linear, quantize_int8
+
+PROMPT = "Solve step by step: (23 + 17) * 4 - 9, then check every line."
+CANDIDATES = ["23 + 17 = 40\n40 * 4 = 160\n160 - 9 = 151", "23 + 17 = 41\n41 * 4 = 164", "", "x", "é ✓ 151",
+              "23 + 17 = 40\n40 * 4 = 161\n161 - 9 = 152\nso 152"]
+
+
+def scalar(name: str, **kwargs) -> ScalarRewardModel:
+    torch.manual_seed(0)
+    return ScalarRewardModel(load_backbone(name, **kwargs), head_hidden=16, dropout=0.0).eval()
+
+
+class BodyInputs:
+    """Records the (rows, width) of every forward of a backbone's transformer body (a forward pre-hook)."""
+
+    def __init__(self, backbone):
+        self.shapes = []
+        self.handle = backbone.model.base_model.register_forward_pre_hook(self.record, with_kwargs=True)
+
+    def record(self, module, args, kwargs):
+        self.shapes.append(tuple(kwargs["input_ids"].shape))
+
+    @property
+    def tokens(self) -> int:
+        return sum(rows * width for rows, width in self.shapes)
+
+
+def test_token_budget_batches_cover_every_index_within_the_budget():
+    lengths = [5, 40, 12, 12, 3, 100, 7, 30, 1, 12]
+    batches = token_budget_batches(lengths, max_tokens=36)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert lengths[batch[0]] == longest  # longest first
+        assert len(batch) * longest <= 36 or len(batch) == 1
+    # the two rows over budget (40 and 100) go alone; the rest pack greedily, longest first
+    assert batches == [[5], [1], [7], [2, 3, 9], [6, 0, 4, 8]]
+    with pytest.raises(ValueError, match="max_tokens=0"):
+        token_budget_batches(lengths, 0)
+
+
+def test_score_with_a_token_budget_matches_fixed_batches_and_respects_it(mixed_inputs):
+    rm = scalar("tiny-gpt2")
+    prompts, responses = mixed_inputs
+    prompts, responses = prompts * 3, [r + "!" * i for i, r in enumerate(responses * 3)]
+    fixed = rm.score(prompts, responses, batch_size=4).rewards
+    lengths = [len(ids) for ids in rm.backbone.token_ids(prompts, responses)]
+    budget = 2 * max(lengths) + 5  # at most two of the longest, more of the short ones
+    seen = BodyInputs(rm.backbone)
+    budgeted = rm.score(prompts, responses, max_tokens=budget).rewards
+    torch.testing.assert_close(budgeted, fixed, atol=1e-5, rtol=0)
+    assert all(rows * width <= budget for rows, width in seen.shapes)
+    assert max(rows for rows, _ in seen.shapes) > 2  # short inputs were packed more than 2 to a batch
+    assert sum(rows for rows, _ in seen.shapes) == len(prompts)
+    rm.max_tokens = 1  # the attribute works too; every row is over budget, so each goes alone
+    torch.testing.assert_close(rm.score(prompts, responses).rewards, fixed, atol=1e-5, rtol=0)
+    assert seen.shapes[-len(prompts):] == [(1, n) for n in sorted(lengths, reverse=True)]
+
+
+@pytest.mark.parametrize("name, kwargs", [("tiny-gpt2", {}), ("tiny-llama", {}), ("tiny-llama", {"lm_logprobs": True}),
+                                          ("tiny-gpt2", {"lm_logprobs": True})])
+def test_shared_prefix_scoring_equals_plain_scoring_and_reads_fewer_tokens(name, kwargs):
+    rm = scalar(name, **kwargs)
+    plain = rm.score([PROMPT] * len(CANDIDATES), CANDIDATES).rewards
+    seen = BodyInputs(rm.backbone)
+    shared = rm.score_candidates(PROMPT, CANDIDATES, batch_size=4).rewards
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
+    assert len(set(shared.round(decimals=4).tolist())) == len(CANDIDATES)  # an order bug could not hide
+    prompt_tokens = len(rm.backbone.token_ids([PROMPT], [""])[0]) - 1
+    # the prefix once, then two chunks of suffixes: never the prompt per candidate
+    assert seen.shapes[0] == (1, seen.shapes[0][1]) and seen.shapes[0][1] >= prompt_tokens - 1
+    assert [rows for rows, _ in seen.shapes[1:]] == [4, 2]
+    assert seen.tokens < len(CANDIDATES) * prompt_tokens
+
+
+def test_shared_prefix_scoring_falls_back_for_encoders_and_one_candidate():
+    rm = scalar("tiny-bert")
+    torch.testing.assert_close(rm.score_candidates(PROMPT, CANDIDATES).rewards,
+                               rm.score([PROMPT] * len(CANDIDATES), CANDIDATES).rewards, atol=1e-6, rtol=0)
+    gpt = scalar("tiny-gpt2")
+    torch.testing.assert_close(gpt.score_candidates(PROMPT, CANDIDATES[:1]).rewards,
+                               gpt.score([PROMPT], CANDIDATES[:1]).rewards, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"responses\[1\] is int"):
+        gpt.score_candidates(PROMPT, ["a", 3])
+
+
+def test_conv1d_to_linear_keeps_gpt2_outputs():
+    rm = scalar("tiny-gpt2")
+    before = rm.score([PROMPT] * 3, CANDIDATES[:3]).rewards
+    conv1d_to_linear(rm)
+    assert sum(isinstance(m, nn.Linear) for m in rm.backbone.modules()) == 8  # 4 per layer, 2 layers
+    torch.testing.assert_close(rm.score([PROMPT] * 3, CANDIDATES[:3]).rewards, before, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_int8_quantisation_scores_close_to_fp32_and_replaces_the_linears(name):
+    rm = scalar(name)
+    n_linear = sum(isinstance(m, nn.Linear) for m in rm.modules())
+    fp32 = rm.score([PROMPT] * len(CANDIDATES), CANDIDATES).rewards
+    q8 = quantize_int8(rm)
+    int8 = q8.score([PROMPT] * len(CANDIDATES), CANDIDATES).rewards
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    assert sum(isinstance(m, nn.Linear) for m in q8.modules()) == 0
+    assert sum(isinstance(m, dynamic) for m in q8.modules()) >= n_linear  # GPT-2's Conv1D count too
+    assert sum(isinstance(m, nn.Linear) for m in rm.modules()) == n_linear  # the original is untouched
+    gap = (int8 - fp32).abs()
+    assert gap.max() < 0.1 * fp32.std() + 0.02 and gap.max() > 0  # close, and really quantised
+    kept = quantize_int8(rm, keep=["mlp"])  # GPT-2's mlp.c_fc/c_proj, Llama's mlp.*_proj stay float32
+    names = [n for n, m in kept.named_modules() if isinstance(m, nn.Linear)]
+    assert names and all(".mlp." in n for n in names)
+    assert len(names) == sum(".mlp." in n for n, m in rm.named_modules() if isinstance(m, (nn.Linear, Conv1D)))
+
+
+def test_flop_counter_matches_hand_counts():
+    linear, x = nn.Linear(32, 16), torch.randn(8, 32)
+    assert count_flops(lambda: linear(x))[1] == 2 * 8 * 32 * 16
+    q, k = torch.randn(2, 4, 10, 8), torch.randn(2, 4, 6, 8)
+    with torch.inference_mode():  # the CPU path FlopCounterMode misses without our formula
+        assert count_flops(lambda: F.scaled_dot_product_attention(q, k, k))[1] == 4 * 2 * 4 * 10 * 6 * 8
+
+
+def test_flop_model_predicts_a_length_it_was_not_fitted_on():
+    backbone = load_backbone("tiny-llama")
+    model = FlopModel.fit(backbone, lengths=(8, 16))
+    # 2 layers: q, o 64x64, k, v 64x32, MLP 3 x 64x128 -> 2 FLOPs per weight per token
+    assert model.per_token == pytest.approx(2 * 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128))
+    assert model.per_pair == pytest.approx(2 * 4 * 64)  # 2 layers x 4 x hidden
+    ids = torch.randint(0, 100, (3, 40))
+    with torch.inference_mode():
+        counted = count_flops(lambda: backbone.model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids)))[1]
+    assert model.sequences([40] * 3) == pytest.approx(counted)
+
+
+def test_fit_exponent_recovers_a_power_law():
+    x = [1, 2, 4, 8, 16, 32]
+    assert fit_exponent(x, [3.0 * v ** 1.7 for v in x]) == pytest.approx(1.7)
+    assert fit_exponent(x, [0.5 * v ** -0.25 for v in x]) == pytest.approx(-0.25)
