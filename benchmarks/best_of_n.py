@@ -17,7 +17,7 @@ import random
 
 import torch
 
-from benchmarks.common import Row, best_seconds, report, threads_note
+from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from benchmarks.scoring import build_family
 from nexus.backbones import load_backbone
@@ -82,14 +82,12 @@ def run(args) -> list[Row]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, repeats=3)
     p.add_argument("--n", type=int, default=16, help="candidates per prompt")
     p.add_argument("--prompts", type=int, default=4)
     p.add_argument("--prompt-ratio", type=float, default=4.0, help="prompt tokens / candidate tokens")
     p.add_argument("--backbone", default="smollm2-135m")
-    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--peak", type=float, default=None, help="GFLOP/s peak (default: measured now)")
     return p
 
 

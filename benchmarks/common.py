@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import argparse
 import time
 from dataclasses import dataclass
 
@@ -110,3 +111,13 @@ def pair_inputs(pairs) -> tuple[list[str], list[str]]:
     prompts = [p.prompt for p in pairs for _ in range(2)]
     responses = [r for p in pairs for r in (p.chosen, p.rejected)]
     return prompts, responses
+
+
+def benchmark_parser(doc: str, repeats: int | None = 3) -> argparse.ArgumentParser:
+    """The options every benchmark takes: `--peak` (run_all passes the peak it measured once) and,
+    unless `repeats` is None, `--repeats` (timed calls; the fastest counts)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if repeats is not None:
+        p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--peak", type=float, default=None, help="GFLOP/s peak (default: measured now)")
+    return p

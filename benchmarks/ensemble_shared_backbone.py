@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks.common import Row, best_seconds, report, threads_note
+from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from nexus.backbones import load_backbone
 from nexus.data.arithmetic import SPLITS, generate
@@ -53,13 +53,11 @@ def run(args) -> list[Row]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, repeats=3)
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--n", type=int, default=512)
     p.add_argument("--backbone", default="arith-lm")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--peak", type=float, default=None, help="GFLOP/s peak (default: measured now)")
     return p
 
 

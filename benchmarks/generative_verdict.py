@@ -19,7 +19,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import Row, best_seconds, report, threads_note
+from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from benchmarks.roofline import achieved, count_flops, matmul_peak_gflops
 from nexus.backbones import load_backbone
 from nexus.data.arithmetic import generate
@@ -66,15 +66,13 @@ def run(args) -> list[Row]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, repeats=3)
     p.add_argument("--n", type=int, default=32, help="(prompt, response) pairs")
     p.add_argument("--backbone", default="smollm2-135m")
     p.add_argument("--answer-tokens", type=int, default=8, help="most tokens generated for the verdict")
     p.add_argument("--rationale-tokens", type=int, default=64, help="most tokens of the rationale baseline")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--peak", type=float, default=None, help="GFLOP/s peak (default: measured now)")
     return p
 
 

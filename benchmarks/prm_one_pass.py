@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from benchmarks.common import Row, best_seconds, report, threads_note
+from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from nexus.backbones import load_backbone
 from nexus.data.arithmetic import ArithmeticConfig, generate
@@ -50,12 +50,10 @@ def run(args) -> list[Row]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, repeats=3)
     p.add_argument("--n", type=int, default=64, help="solutions")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--backbone", default="arith-lm")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--peak", type=float, default=None, help="GFLOP/s peak (default: measured now)")
     return p
 
 

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.best_of_n import best_of_n_task  # noqa: E402
-from benchmarks.common import Row, best_seconds, report, threads_note  # noqa: E402
+from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note  # noqa: E402
 from nexus.backbones import load_backbone  # noqa: E402
 from nexus.data.arithmetic import ArithmeticConfig, generate  # noqa: E402
 from nexus.models.ensemble import EnsembleRewardModel  # noqa: E402
@@ -103,7 +103,7 @@ def run(args) -> list[Row]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, repeats=3)
     p.add_argument("--backbone", default="arith-lm")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "figures"))
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
@@ -111,8 +111,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128, 256])
     p.add_argument("--ns", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64])
     p.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--peak", type=float, default=None, help="unused (uniform CLI for run_all)")
     return p
 
 

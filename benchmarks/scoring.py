@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from transformers import AutoModelForSequenceClassification
 
-from benchmarks.common import PeakRSS, Row, best_seconds, mixed_pairs, pair_inputs, threads_note
+from benchmarks.common import PeakRSS, Row, benchmark_parser, best_seconds, mixed_pairs, pair_inputs, threads_note
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from nexus.backbones import load_backbone
 from nexus.losses import bradley_terry_loss
@@ -161,16 +161,14 @@ def int8_cost(fp32: torch.Tensor, int8: torch.Tensor) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, repeats=1)
     p.add_argument("--n", type=int, default=512, help="responses (pairs x 2)")
     p.add_argument("--backbone", default="smollm2-135m")
     p.add_argument("--max-tokens", type=int, default=512, help="token budget per batch of the budget row")
     p.add_argument("--int8-keep", nargs="*", default=["down_proj", "mlp.c_proj"],
                    help="module-name parts left fp32 in the second int8 row (MLP output projections)")
     p.add_argument("--probe-pairs", type=int, default=64, help="pairs the int8 check's head is fitted on")
-    p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--peak", type=float, default=None, help="GFLOP/s peak (default: measured now)")
     return p
 
 

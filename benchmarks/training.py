@@ -17,7 +17,7 @@ import argparse
 import torch
 from einops import rearrange
 
-from benchmarks.common import Row, best_seconds, report, threads_note
+from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from benchmarks.scoring import build_family
 from nexus.backbones import load_backbone
@@ -80,13 +80,12 @@ def run(args) -> list[Row]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchmark_parser(__doc__, repeats=None)
     p.add_argument("--pairs", type=int, default=32, help="pairs per step (trainer default batch size)")
     p.add_argument("--steps", type=int, default=4, help="timed steps per case (the best one counts)")
     p.add_argument("--backbone", default="arith-lm")
     p.add_argument("--no-lm-logprobs", dest="lm_logprobs", action="store_false")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--peak", type=float, default=None, help="GFLOP/s peak (default: measured now)")
     return p
 
 
