@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import argparse
+import re
+import threading
 import time
 from dataclasses import dataclass
 
@@ -62,6 +63,14 @@ class Row:
     ratio: str = ""  # against the baseline measured in the same run, e.g. "3.10x naive loop"
     roofline: str = ""  # "x GFLOP/s, y% of peak", or "" where no FLOPs apply
     note: str = ""
+
+    def with_peak(self, peak: float) -> "Row":
+        """This row with its fraction of peak recomputed against `peak` (roofline "x GFLOP/s, ...")."""
+        match = re.match(r"([0-9.]+) GFLOP/s", self.roofline)
+        if match:
+            gflops = float(match.group(1))
+            self.roofline = f"{gflops:.1f} GFLOP/s, {gflops / peak:.0%} of peak"
+        return self
 
     def line(self) -> str:
         parts = [f"{self.case:<40}", f"{self.seconds:8.3f} s", f"{self.throughput:>20}", self.ratio,

@@ -39,7 +39,9 @@ def run(args) -> list[Row]:
     seconds = {}
     for name, (rm, _) in models.items():
         rm.eval().score(prompts[:8], responses[:8])  # warm-up, untimed
-        seconds[name] = best_seconds(lambda rm=rm: rm.score(prompts, responses), args.repeats)
+        # every input alone, as the ensemble reads them (the scalar RM would pack shared prompts)
+        seconds[name] = best_seconds(lambda rm=rm: rm.score(prompts, responses, share_prompts=False)
+                                     if rm.packs_prompts else rm.score(prompts, responses), args.repeats)
     single = seconds["single scalar model"]
     rows = []
     for name, (_, passes) in models.items():

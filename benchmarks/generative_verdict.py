@@ -1,7 +1,7 @@
 """Generative RM: the verdict read from one forward pass vs generated and parsed (issues 5 and 8).
 
 python -m benchmarks.generative_verdict [--n 32] [--backbone smollm2-135m] [--answer-tokens 8]
-                                        [--rationale-tokens 64]
+                                        [--rationale-tokens 128]
 
 All paths score the same arithmetic outcome data through `score` with the same judge weights
 (length-sorted batches, inference mode). The fast path reads logit[Yes] - logit[No] at the next
@@ -70,7 +70,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=32, help="(prompt, response) pairs")
     p.add_argument("--backbone", default="smollm2-135m")
     p.add_argument("--answer-tokens", type=int, default=8, help="most tokens generated for the verdict")
-    p.add_argument("--rationale-tokens", type=int, default=64, help="most tokens of the rationale baseline")
+    p.add_argument("--rationale-tokens", type=int, default=128,
+                   help="most tokens of the rationale baseline (default: the YAML's critique_max_tokens)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     return p

@@ -67,13 +67,16 @@ def sweep(args, backbone) -> dict[str, tuple[str, dict]]:
     time = lambda fn: best_seconds(fn, args.repeats)  # noqa: E731
     rm = ScalarRewardModel(backbone, dropout=0.0).eval()
     prompt, response = text_of_tokens(backbone, args.length)
-    batch = [time(lambda b=b: rm.score([prompt] * b, [response] * b, batch_size=b)) for b in args.batch_sizes]
+    # every input read whole (share_prompts=False: these axes repeat one prompt, which `score` would pack)
+    batch = [time(lambda b=b: rm.score([prompt] * b, [response] * b, batch_size=b, share_prompts=False))
+             for b in args.batch_sizes]
     texts = [text_of_tokens(backbone, n) for n in args.lengths]
     tokens = [len(backbone.token_ids([p], [r])[0]) for p, r in texts]
-    length = [time(lambda p=p, r=r: rm.score([p] * 8, [r] * 8)) for p, r in texts]
+    length = [time(lambda p=p, r=r: rm.score([p] * 8, [r] * 8, share_prompts=False)) for p, r in texts]
     tasks = [best_of_n_task(backbone, n, 4.0, random.Random(n)) for n in args.ns]
-    plain = [time(lambda t=t: rm.score([t[0]] * len(t[1]), t[1])) for t in tasks]
+    plain = [time(lambda t=t: rm.score([t[0]] * len(t[1]), t[1], share_prompts=False)) for t in tasks]
     once = [time(lambda t=t: rm.score_candidates(*t)) for t in tasks]
+    packed = [time(lambda t=t: rm.score([t[0]] * len(t[1]), t[1])) for t in tasks]
     shared, independent = [], []
     inputs = ([prompt] * 8, [response] * 8)
     for k in args.ks:
@@ -84,7 +87,8 @@ def sweep(args, backbone) -> dict[str, tuple[str, dict]]:
         "batch": ("inputs per batch", {"scalar RM": (args.batch_sizes, batch)}),
         "length": ("tokens per input (batch of 8)", {"scalar RM": (tokens, length)}),
         "n": ("N candidates (best-of-N)", {"prompt read N times": (args.ns, plain),
-                                           "prompt read once": (args.ns, once)}),
+                                           "prompt read once (KV cache)": (args.ns, once),
+                                           "prompt read once (packed rows)": (args.ns, packed)}),
         "k": ("K ensemble members (8 inputs)", {"shared backbone": (args.ks, shared),
                                                 "independent backbones": (args.ks, independent)}),
     }

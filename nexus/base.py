@@ -93,6 +93,56 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[i
     return batches
 
 
+# Token budget per packed row batch when `score` shares prompts and no `max_tokens` is given (issue 8).
+PACKED_MAX_TOKENS = 512
+
+
+@dataclass
+class PromptGroup:
+    """Inputs of one `score` call that share a prompt: their indices, the token prefix they share
+    (read once) and what follows it in each (`RewardModel._score_packed`)."""
+
+    indices: list[int]
+    prefix: list[int]
+    suffixes: list[list[int]]
+
+    @property
+    def tokens(self) -> int:
+        return len(self.prefix) + sum(map(len, self.suffixes))
+
+
+def prompt_groups(prompts: Sequence[str], ids: Sequence[Sequence[int]], max_length: int,
+                  max_tokens: int) -> tuple[list[PromptGroup], list[int]]:
+    """Split inputs into groups that share a prompt (and a token prefix) and the rest, scored alone.
+
+    Inputs with the same prompt string form a group when there are >= 2 of them, none is over
+    `max_length` (those are truncated from the left, which breaks the shared prefix) and they
+    share >= 1 token; a group whose packed row would exceed `max_tokens` is cut into several rows,
+    each as long as the budget allows (at least one suffix each).
+    """
+    from nexus.backbones.backbone import shared_prefix_length
+
+    by_prompt: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        by_prompt.setdefault(prompt, []).append(i)
+    groups, alone = [], []
+    for indices in by_prompt.values():
+        seqs = [ids[i] for i in indices]
+        shared = shared_prefix_length(seqs) if len(seqs) > 1 else 0
+        if shared < 1 or max(map(len, seqs)) > max_length:
+            alone += indices
+            continue
+        group = PromptGroup([], list(seqs[0][:shared]), [])
+        for i, seq in zip(indices, seqs):
+            if group.suffixes and group.tokens + len(seq) - shared > max_tokens:
+                groups.append(group)
+                group = PromptGroup([], group.prefix, [])
+            group.indices.append(i)
+            group.suffixes.append(list(seq[shared:]))
+        groups.append(group)
+    return groups, sorted(alone)
+
+
 def _gather(parts: list[tuple[list[int], RewardOutput]], total: int) -> RewardOutput:
     """Put per-batch outputs back into input order."""
     order = [i for idx, _ in parts for i in idx]
@@ -124,6 +174,8 @@ class RewardModel(nn.Module, ABC):
     accepts_steps: ClassVar[bool] = False
     # The data the family trains on: "pairwise" (Bradley-Terry), "outcome" or "process" (per-token labels).
     data_format: ClassVar[str] = "pairwise"
+    # Whether `_score_packed` exists: `score` then reads a prompt shared by several inputs once.
+    packs_prompts: ClassVar[bool] = False
 
     def __init__(self, batch_size: int = 32):
         super().__init__()
@@ -139,6 +191,11 @@ class RewardModel(nn.Module, ABC):
     @abstractmethod
     def _score_batch(self, prompts: list[str], responses: list) -> RewardOutput:
         """Score one batch (already validated, any order)."""
+
+    def _score_packed(self, groups: list[PromptGroup]) -> RewardOutput:
+        """Score every suffix of `groups` in order, each group's shared prefix read once (families
+        that can set `packs_prompts = True`; see `Backbone.packed_features`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not share prompts")
 
     @abstractmethod
     def config_dict(self) -> dict:
@@ -188,15 +245,24 @@ class RewardModel(nn.Module, ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def _shares_prompts(self, share_prompts: bool) -> bool:
+        backbone = getattr(self, "backbone", None)
+        return share_prompts and self.packs_prompts and getattr(backbone, "can_pack", False)
+
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None,
-              max_tokens: int | None = None, progress: bool = False, normalize: bool = True) -> RewardOutput:
+              max_tokens: int | None = None, share_prompts: bool = True, progress: bool = False,
+              normalize: bool = True) -> RewardOutput:
         """Score (prompt, response) pairs; outputs come back in input order.
 
         Inputs are sorted by length and batched so padding is small: `batch_size` rows per batch,
         or, with `max_tokens` (or the attribute `self.max_tokens`), as many rows as keep
         rows x longest row <= max_tokens (`token_budget_batches`; `batch_size` is then unused).
-        Batches are padded only to their longest row. An empty
+        Batches are padded only to their longest row. With `share_prompts` (default) and a family
+        that can (`packs_prompts`: the scalar RM on a decoder), inputs that share a prompt, such
+        as a pair's chosen and rejected or best-of-N candidates, are packed into one row that
+        reads the prompt once (`prompt_groups`, `Backbone.packed_features`; same rewards up to float
+        error), in batches of `max_tokens` (default `PACKED_MAX_TOKENS`) tokens. An empty
         response is valid and gets a score; bad input raises ValueError naming the index.
         `progress=True` shows a tqdm bar over batches. With a normaliser set
         (`set_normalizer`) and `normalize=True`, rewards are normalised over the whole call.
@@ -206,11 +272,26 @@ class RewardModel(nn.Module, ABC):
         was_training = self.training
         self.eval()
         try:
+            groups, alone = [], list(range(len(prompts)))
+            if self._shares_prompts(share_prompts):
+                budget = max_tokens or self.max_tokens or PACKED_MAX_TOKENS
+                ids = self.backbone.token_ids(prompts, responses)
+                groups, alone = prompt_groups(prompts, ids, self.backbone.max_length, budget)
+                packed = token_budget_batches([g.tokens for g in groups], budget)
+            else:
+                packed = []
+            single = [[alone[j] for j in idx] for idx in self._batches(
+                [prompts[i] for i in alone], [responses[i] for i in alone], batch_size, max_tokens)] if alone else []
             parts = []
-            batches = self._batches(prompts, responses, batch_size, max_tokens)
-            for idx in tqdm(batches, desc="score", unit="batch", disable=not progress):
-                out = self._score_batch([prompts[i] for i in idx], [responses[i] for i in idx])
-                parts.append((idx, out))
+            bar = tqdm(total=len(packed) + len(single), desc="score", unit="batch", disable=not progress)
+            for batch in packed:
+                chunk = [groups[g] for g in batch]
+                parts.append(([i for g in chunk for i in g.indices], self._score_packed(chunk)))
+                bar.update()
+            for idx in single:
+                parts.append((idx, self._score_batch([prompts[i] for i in idx], [responses[i] for i in idx])))
+                bar.update()
+            bar.close()
         finally:
             self.train(was_training)
         return self._normalize_output(_gather(parts, len(prompts)), normalize)

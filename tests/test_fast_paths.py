@@ -12,7 +12,7 @@ from transformers.pytorch_utils import Conv1D
 from benchmarks.roofline import FlopModel, count_flops
 from benchmarks.scaling import fit_exponent
 from nexus.backbones import load_backbone
-from nexus.base import token_budget_batches
+from nexus.base import prompt_groups, token_budget_batches
 from nexus.models.scalar import ScalarRewardModel
 from nexus.quantize import conv1d_to_linear, quantize_int8
 
@@ -59,17 +59,17 @@ def test_score_with_a_token_budget_matches_fixed_batches_and_respects_it(mixed_i
     rm = scalar("tiny-gpt2")
     prompts, responses = mixed_inputs
     prompts, responses = prompts * 3, [r + "!" * i for i, r in enumerate(responses * 3)]
-    fixed = rm.score(prompts, responses, batch_size=4).rewards
+    fixed = rm.score(prompts, responses, batch_size=4, share_prompts=False).rewards
     lengths = [len(ids) for ids in rm.backbone.token_ids(prompts, responses)]
     budget = 2 * max(lengths) + 5  # at most two of the longest, more of the short ones
     seen = BodyInputs(rm.backbone)
-    budgeted = rm.score(prompts, responses, max_tokens=budget).rewards
+    budgeted = rm.score(prompts, responses, max_tokens=budget, share_prompts=False).rewards
     torch.testing.assert_close(budgeted, fixed, atol=1e-5, rtol=0)
     assert all(rows * width <= budget for rows, width in seen.shapes)
     assert max(rows for rows, _ in seen.shapes) > 2  # short inputs were packed more than 2 to a batch
     assert sum(rows for rows, _ in seen.shapes) == len(prompts)
     rm.max_tokens = 1  # the attribute works too; every row is over budget, so each goes alone
-    torch.testing.assert_close(rm.score(prompts, responses).rewards, fixed, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rm.score(prompts, responses, share_prompts=False).rewards, fixed, atol=1e-5, rtol=0)
     assert seen.shapes[-len(prompts):] == [(1, n) for n in sorted(lengths, reverse=True)]
 
 
@@ -87,6 +87,56 @@ def test_shared_prefix_scoring_equals_plain_scoring_and_reads_fewer_tokens(name,
     assert seen.shapes[0] == (1, seen.shapes[0][1]) and seen.shapes[0][1] >= prompt_tokens - 1
     assert [rows for rows, _ in seen.shapes[1:]] == [4, 2]
     assert seen.tokens < len(CANDIDATES) * prompt_tokens
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_score_packs_inputs_that_share_a_prompt_and_matches_scoring_each_alone(name, mixed_inputs):
+    rm = scalar(name)
+    prompts, responses = mixed_inputs
+    # pairs (chosen, rejected), a best-of-6 group, and inputs whose prompt appears once, interleaved
+    prompts = [p for p in prompts for _ in range(2)] + [PROMPT] * len(CANDIDATES) + ["alone", "also alone"]
+    responses = [r + tail for r in responses for tail in ("", " no")] + CANDIDATES + ["1", "2"]
+    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(0)).tolist()
+    prompts, responses = [prompts[i] for i in order], [responses[i] for i in order]
+    alone = rm.score(prompts, responses, share_prompts=False, batch_size=1).rewards
+    seen = BodyInputs(rm.backbone)
+    packed = rm.score(prompts, responses).rewards
+    torch.testing.assert_close(packed, alone, atol=1e-5, rtol=0)
+    assert len(set(packed.round(decimals=4).tolist())) >= len(prompts) - 2  # an order bug could not hide
+    # one row per shared prompt (5 pairs, 1 best-of-6) and one per input alone (2): 8 rows, not 18
+    assert sum(rows for rows, _ in seen.shapes) == 8
+    with pytest.raises(ValueError, match=r"responses\[2\] is int"):
+        rm.score(["a", "a", "a"], ["x", "y", 3])
+
+
+def test_prompt_groups_split_long_groups_and_keep_over_long_inputs_alone():
+    ids = [[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 7], [9, 9], [1, 2, 3, 4, 5, 6, 7, 8, 9], [8]]
+    prompts = ["p", "p", "p", "q", "r", "r"]
+    groups, alone = prompt_groups(prompts, ids, max_length=8, max_tokens=7)
+    # "p" shares [1, 2]; its suffixes (2, 3, 1 tokens) fill rows of <= 7 tokens; "q" appears once;
+    # "r" has an input over max_length (it would be cut from the left), so both of its inputs go alone
+    assert [(g.indices, g.prefix, g.suffixes) for g in groups] == [([0, 1], [1, 2], [[3, 4], [3, 5, 6]]),
+                                                                   ([2], [1, 2], [[7]])]
+    assert alone == [3, 4, 5]
+    same = prompt_groups(["p", "p"], [[1, 2], [1, 2]], max_length=8, max_tokens=100)[0]
+    assert [(g.prefix, g.suffixes) for g in same] == [([1], [[2], [2]])]  # each keeps its last token
+
+
+def test_packed_features_match_the_plain_forward_on_a_real_model():
+    backbone = load_backbone("arith-lm")
+    prompts = ["12 + 7 * 3", "12 + 7 * 3", "5 - 9", "5 - 9", "5 - 9"]
+    responses = ["7 * 3 = 21\n12 + 21 = 33", "7 * 3 = 21\n12 + 21 = 34", "5 - 9 = -4", "5 - 9 = 4", ""]
+    ids = backbone.token_ids(prompts, responses)
+    groups, alone = prompt_groups(prompts, ids, backbone.max_length, max_tokens=4096)
+    assert alone == [] and [g.indices for g in groups] == [[0, 1], [2, 3, 4]]
+    with torch.inference_mode():
+        packed = backbone.packed_features([(g.prefix, g.suffixes) for g in groups])
+        plain = backbone(**backbone.encode(prompts, responses))
+    torch.testing.assert_close(packed, plain, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="group 0"):
+        backbone.packed_features([([1, 2], [[]])])
+    with pytest.raises(ValueError, match="decoder"):
+        load_backbone("tiny-bert").packed_features([([1], [[2]])])
 
 
 def test_shared_prefix_scoring_falls_back_for_encoders_and_one_candidate():

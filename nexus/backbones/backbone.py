@@ -112,6 +112,12 @@ def common_prefix_length(ids: Sequence[Sequence[int]]) -> int:
     return shortest
 
 
+def shared_prefix_length(ids: Sequence[Sequence[int]]) -> int:
+    """Tokens that can be read once for all of `ids`: their common prefix, leaving each sequence at
+    least its last token (where a decoder's reward is read)."""
+    return min(common_prefix_length(ids), min(len(seq) for seq in ids) - 1)
+
+
 @dataclass
 class PrefixState:
     """A token prefix run once through a decoder: its KV cache and outputs (`Backbone.encode_prefix`)."""
@@ -292,6 +298,60 @@ class Backbone(nn.Module):
         logp = torch.cat([pre_logp.expand(c, -1), logp[:, 1:]], dim=1)
         valid = torch.cat([pre_valid.expand(c, -1), valid[:, 1:]], dim=1)
         return torch.cat([pooled, logprob_summary(logp, valid)], dim=-1)
+
+    @property
+    def can_pack(self) -> bool:
+        """Whether `packed_features` applies: a decoder pooled at its last token, without LM
+        log-likelihood features, taking position ids and a custom 4D mask (sdpa or eager attention)."""
+        return (not self.is_encoder and self.pooling == "last" and not self.lm_logprobs and self._takes_positions
+                and getattr(self.hf_config, "_attn_implementation", None) in ("sdpa", "eager"))
+
+    def packed_features(self, groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> Tensor:
+        """'c d' pooled features of prefix + suffix for every suffix of every (prefix, suffixes) group,
+        in order, each group's prefix computed once (issue 8: a pair's chosen and rejected, best-of-N).
+
+        A group is one row, `prefix suffix_1 ... suffix_k`. Suffix j attends to the prefix and to its
+        own earlier tokens only (a block-causal 4D mask) and its positions continue the prefix's, so its
+        last hidden state is the one that reading `prefix + suffix_j` alone gives, up to float error.
+        Rows are right-padded; a padded position attends to itself only. Needs `can_pack`; every
+        suffix needs >= 1 token and prefix + suffix <= max_length.
+        """
+        if not self.can_pack:
+            raise ValueError(f"{self.source}: packed prefixes need a decoder with last-token pooling, no "
+                             "lm_logprobs, position ids and sdpa or eager attention")
+        rows, segments, positions, ends = [], [], [], []
+        for g, (prefix, suffixes) in enumerate(groups):
+            p = len(prefix)
+            if not suffixes or min(map(len, suffixes)) < 1 or p + max(map(len, suffixes)) > self.max_length:
+                raise ValueError(f"packed_features: group {g} needs >= 1 suffix, each >= 1 token, and prefix + "
+                                 f"suffix <= max_length={self.max_length}")
+            tokens, segment, position = list(prefix), [0] * p, list(range(p))
+            for j, suffix in enumerate(suffixes, start=1):
+                tokens += suffix
+                segment += [j] * len(suffix)
+                position += range(p, p + len(suffix))
+                ends.append((g, len(tokens) - 1))
+            rows.append(tokens)
+            segments.append(segment)
+            positions.append(position)
+        width = max(map(len, rows))
+
+        def pad(values, fill):
+            return torch.tensor([v + [fill] * (width - len(v)) for v in values], dtype=torch.long, device=self.device)
+
+        ids, seg, pos = pad(rows, self.tokenizer.pad_token_id), pad(segments, -1), pad(positions, 0)
+        causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+        # query q sees key k if k <= q, k is real, and k is in the prefix or in q's own suffix
+        visible = causal & (seg[:, None, :] >= 0) & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
+        visible |= torch.eye(width, dtype=torch.bool, device=self.device)  # no fully masked (NaN) rows
+        mask = visible[:, None]  # 'b 1 q k'
+        if self.hf_config._attn_implementation == "eager":  # eager attention adds the mask to its scores
+            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=self.device).masked_fill(
+                ~mask, torch.finfo(self.model.dtype).min)
+        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        hidden = lm.base_model(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+        row, col = (torch.tensor(x, device=self.device) for x in zip(*ends))
+        return hidden[row, col]
 
     def spec(self) -> dict:
         """What `config.json` records to rebuild this backbone around saved weights."""

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from nexus.backbones import Backbone
-from nexus.backbones.backbone import common_prefix_length
-from nexus.base import RewardModel, RewardOutput, validate_inputs
+from nexus.backbones.backbone import shared_prefix_length
+from nexus.base import PromptGroup, RewardModel, RewardOutput, validate_inputs
 from nexus.heads import ScalarHead
 
 BACKBONE_DIR = "backbone"
@@ -29,6 +29,7 @@ class ScalarRewardModel(RewardModel):
     """
 
     model_type = "scalar"
+    packs_prompts = True
 
     def __init__(self, backbone: Backbone, head_hidden: int = 256, dropout: float = 0.1, batch_size: int = 32):
         super().__init__(batch_size=batch_size)
@@ -42,6 +43,10 @@ class ScalarRewardModel(RewardModel):
 
     def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:
         return RewardOutput(rewards=self(**self.backbone.encode(prompts, responses)).float().cpu())
+
+    def _score_packed(self, groups: list[PromptGroup]) -> RewardOutput:
+        features = self.backbone.packed_features([(g.prefix, g.suffixes) for g in groups])
+        return RewardOutput(rewards=self.head(features).float().cpu())
 
     @torch.inference_mode()
     def score_candidates(self, prompt: str, responses: Sequence[str], *, batch_size: int | None = None,
@@ -58,7 +63,7 @@ class ScalarRewardModel(RewardModel):
         validate_inputs([prompt] * len(responses), responses)
         backbone, size = self.backbone, batch_size or self.batch_size
         ids = backbone.token_ids([prompt] * len(responses), responses)
-        shared = min(common_prefix_length(ids), min(len(seq) for seq in ids) - 1)
+        shared = shared_prefix_length(ids)
         if backbone.is_encoder or len(ids) < 2 or shared < 1 or max(map(len, ids)) > backbone.max_length:
             return self.score([prompt] * len(responses), responses, batch_size=batch_size, normalize=normalize)
         was_training = self.training
