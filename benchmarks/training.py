@@ -4,10 +4,12 @@ python -m benchmarks.training [--pairs 32] [--steps 4] [--backbone arith-lm]
 
 One training step = forward, loss, backward, AdamW step, for the scalar and the ensemble RM of
 `experiments/conf/model/` on the backbone as `experiments/conf/backbone/arith_lm.yaml` loads it
-(`lm_logprobs`). Fast path: the family's own collator packs chosen and rejected into one '(2 b) n'
-batch (`PairwiseCollator`, what `RewardTrainer` runs); baseline: chosen and rejected collated and
-run as two forwards. Same loss (Bradley-Terry; the ensemble's own `pair_loss`). FLOPs: 3 x the
-forward's model FLOPs (forward + backward), from the token lengths (`roofline`).
+(`lm_logprobs`). Baseline: chosen and rejected collated and run as two forwards. Fast paths:
+chosen and rejected in one '(2 b) n' batch (`PairwiseCollator`, as TRL does), and, for the scalar
+RM, what its own collator gives `RewardTrainer`: one row per pair that reads the prompt once
+(`share_prompts`, `Backbone.pack`). Same loss (Bradley-Terry; the ensemble's own `pair_loss`).
+FLOPs: 3 x the forward's model FLOPs (forward + backward), from the token lengths (`roofline`),
+the shared prompt counted once on the packed path.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from benchmarks.common import Row, benchmark_parser, best_seconds, report, threa
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from benchmarks.scoring import build_family
 from nexus.backbones import load_backbone
+from nexus.backbones.backbone import shared_prefix_length
 from nexus.data.arithmetic import SPLITS, generate
+from nexus.data.collators import PairwiseCollator
+from nexus.training.trainer import MODEL_INPUTS
 from nexus.losses import bradley_terry_loss
 
 
@@ -33,7 +38,7 @@ def pair_loss(rm, chosen, rejected, batch) -> torch.Tensor:
 
 
 def one_forward_step(rm, optimizer, batch) -> None:
-    outputs = rm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    outputs = rm(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
     chosen, rejected = rearrange(outputs, "(two b) ... -> two b ...", two=2)
     step(optimizer, pair_loss(rm, chosen, rejected, batch))
 
@@ -60,21 +65,31 @@ def run(args) -> list[Row]:
     rows = []
     for family in ("scalar", "ensemble"):
         rm = build_family(family, backbone, args.seed).train()
-        collator = rm.data_collator(seed=args.seed)
-        packed = collator(pairs)
+        together = PairwiseCollator(backbone, getattr(rm, "bootstrap_members", None), seed=args.seed)(pairs)
         separate = tuple(backbone.collate(backbone.token_ids(prompts, [getattr(p, side) for p in pairs]))
-                         for side in ("chosen", "rejected")) + (packed,)
-        lengths = [len(ids) for ids in backbone.token_ids(prompts + prompts, [p.chosen for p in pairs]
-                                                           + [p.rejected for p in pairs])]
-        train_flops = 3 * flops.sequences(lengths)
+                         for side in ("chosen", "rejected")) + (together,)
+        chosen_ids = backbone.token_ids(prompts, [p.chosen for p in pairs])
+        rejected_ids = backbone.token_ids(prompts, [p.rejected for p in pairs])
+        train_flops = 3 * flops.sequences([len(ids) for ids in chosen_ids + rejected_ids])
         optimizer = torch.optim.AdamW([p for p in rm.parameters() if p.requires_grad], lr=1e-5)
-        one_forward_step(rm, optimizer, packed), two_forward_step(rm, optimizer, separate)  # warm-up
-        one = best_seconds(lambda: one_forward_step(rm, optimizer, packed), args.steps)
+        one_forward_step(rm, optimizer, together), two_forward_step(rm, optimizer, separate)  # warm-up
+        one = best_seconds(lambda: one_forward_step(rm, optimizer, together), args.steps)
         two = best_seconds(lambda: two_forward_step(rm, optimizer, separate), args.steps)
         rows += [Row("training", f"{family}: chosen, rejected in 2 forwards", two, f"{args.pairs / two:.1f} pairs/s",
                      "baseline", achieved(train_flops, two, peak)),
-                 Row("training", f"{family}: one packed forward", one, f"{args.pairs / one:.1f} pairs/s",
+                 Row("training", f"{family}: one (2 b) forward", one, f"{args.pairs / one:.1f} pairs/s",
                      f"{two / one:.2f}x", achieved(train_flops, one, peak))]
+        if rm.packs_prompts:  # the family's own collator: one row per pair, the prompt read once
+            shared = rm.data_collator(seed=args.seed)(pairs)
+            one_forward_step(rm, optimizer, shared)  # warm-up
+            packed = best_seconds(lambda: one_forward_step(rm, optimizer, shared), args.steps)
+            work = 0.0
+            for c, r in zip(chosen_ids, rejected_ids):
+                s = shared_prefix_length([c, r])
+                work += 3 * (flops.extend(s, s) + flops.extend(len(c) - s, len(c)) + flops.extend(len(r) - s, len(r)))
+            rows.append(Row("training", f"{family}: one row per pair, prompt once (default)", packed,
+                            f"{args.pairs / packed:.1f} pairs/s", f"{two / packed:.2f}x", achieved(work, packed, peak),
+                            f"{sum(1 for _ in pairs)} rows of {shared['input_ids'].shape[1]} tokens"))
     return report(rows, f"training steps of {args.pairs} pairs (best of {args.steps}), backbone {args.backbone}"
                         f"{' with lm_logprobs' if args.lm_logprobs else ''}, {threads_note()}")
 

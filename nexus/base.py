@@ -236,10 +236,12 @@ class RewardModel(nn.Module, ABC):
         return [order[start:start + size] for start in range(0, len(order), size)]
 
     def data_collator(self, seed: int = 0):
-        """What turns training examples of `data_format` into batches for `RewardTrainer`."""
+        """What turns training examples of `data_format` into batches for `RewardTrainer`; families
+        that pack prompts (`packs_prompts`) get each pair as one row that reads its prompt once."""
         from nexus.data.collators import PairwiseCollator
 
-        return PairwiseCollator(self.backbone, getattr(self, "bootstrap_members", None), seed=seed)
+        return PairwiseCollator(self.backbone, getattr(self, "bootstrap_members", None), seed=seed,
+                                share_prompts=self.packs_prompts)
 
     @property
     def device(self) -> torch.device:

@@ -89,9 +89,10 @@ def test_shared_prefix_scoring_equals_plain_scoring_and_reads_fewer_tokens(name,
     assert seen.tokens < len(CANDIDATES) * prompt_tokens
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
-def test_score_packs_inputs_that_share_a_prompt_and_matches_scoring_each_alone(name, mixed_inputs):
-    rm = scalar(name)
+@pytest.mark.parametrize("name, kwargs", [("tiny-gpt2", {}), ("tiny-llama", {}), ("tiny-llama", {"lm_logprobs": True}),
+                                          ("tiny-gpt2", {"lm_logprobs": True})])
+def test_score_packs_inputs_that_share_a_prompt_and_matches_scoring_each_alone(name, kwargs, mixed_inputs):
+    rm = scalar(name, **kwargs)
     prompts, responses = mixed_inputs
     # pairs (chosen, rejected), a best-of-6 group, and inputs whose prompt appears once, interleaved
     prompts = [p for p in prompts for _ in range(2)] + [PROMPT] * len(CANDIDATES) + ["alone", "also alone"]
@@ -122,8 +123,9 @@ def test_prompt_groups_split_long_groups_and_keep_over_long_inputs_alone():
     assert [(g.prefix, g.suffixes) for g in same] == [([1], [[2], [2]])]  # each keeps its last token
 
 
-def test_packed_features_match_the_plain_forward_on_a_real_model():
-    backbone = load_backbone("arith-lm")
+@pytest.mark.parametrize("lm_logprobs", [False, True])
+def test_packed_features_match_the_plain_forward_on_a_real_model(lm_logprobs):
+    backbone = load_backbone("arith-lm", lm_logprobs=lm_logprobs)
     prompts = ["12 + 7 * 3", "12 + 7 * 3", "5 - 9", "5 - 9", "5 - 9"]
     responses = ["7 * 3 = 21\n12 + 21 = 33", "7 * 3 = 21\n12 + 21 = 34", "5 - 9 = -4", "5 - 9 = 4", ""]
     ids = backbone.token_ids(prompts, responses)
@@ -133,6 +135,7 @@ def test_packed_features_match_the_plain_forward_on_a_real_model():
         packed = backbone.packed_features([(g.prefix, g.suffixes) for g in groups])
         plain = backbone(**backbone.encode(prompts, responses))
     torch.testing.assert_close(packed, plain, atol=1e-4, rtol=1e-4)
+    assert packed.shape == (5, backbone.feature_size)
     with pytest.raises(ValueError, match="group 0"):
         backbone.packed_features([([1, 2], [[]])])
     with pytest.raises(ValueError, match="decoder"):
@@ -201,3 +204,26 @@ def test_fit_exponent_recovers_a_power_law():
     x = [1, 2, 4, 8, 16, 32]
     assert fit_exponent(x, [3.0 * v ** 1.7 for v in x]) == pytest.approx(1.7)
     assert fit_exponent(x, [0.5 * v ** -0.25 for v in x]) == pytest.approx(-0.25)
+
+
+@pytest.mark.parametrize("name, kwargs", [("tiny-llama", {"lm_logprobs": True}), ("tiny-gpt2", {})])
+def test_a_packed_training_batch_gives_the_plain_batch_rewards_and_gradients(name, kwargs):
+    from nexus.data.arithmetic import generate
+    from nexus.data.collators import PairwiseCollator
+    from nexus.losses import bradley_terry_loss
+
+    rm = scalar(name, **kwargs)  # eval: GPT-2's dropout would differ between the two passes; grads still flow
+    pairs = generate(6, seed=3)["pairwise"][:6]
+    plain = PairwiseCollator(rm.backbone)(pairs)
+    packed = rm.data_collator()(pairs)  # the scalar RM's own collator shares prompts
+    assert packed["input_ids"].shape[0] == len(pairs) and packed["attention_mask"].ndim == 4
+    grads = []
+    for batch in (plain, packed):
+        rm.zero_grad()
+        rewards = rm(**batch)
+        bradley_terry_loss(rewards[:len(pairs)], rewards[len(pairs):]).backward()
+        grads.append((rewards.detach(), [p.grad.clone() for p in rm.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[1][0], grads[0][0], atol=1e-5, rtol=0)  # chosen first, then rejected
+    assert len(grads[1][1]) == len(grads[0][1]) > 0
+    for packed_grad, plain_grad in zip(grads[1][1], grads[0][1]):
+        torch.testing.assert_close(packed_grad, plain_grad, atol=1e-5, rtol=1e-4)

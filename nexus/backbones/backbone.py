@@ -301,32 +301,39 @@ class Backbone(nn.Module):
 
     @property
     def can_pack(self) -> bool:
-        """Whether `packed_features` applies: a decoder pooled at its last token, without LM
-        log-likelihood features, taking position ids and a custom 4D mask (sdpa or eager attention)."""
-        return (not self.is_encoder and self.pooling == "last" and not self.lm_logprobs and self._takes_positions
+        """Whether `packed_features` applies: a decoder pooled at its last token, taking position
+        ids and a custom 4D mask (sdpa or eager attention)."""
+        return (not self.is_encoder and self.pooling == "last" and self._takes_positions
                 and getattr(self.hf_config, "_attn_implementation", None) in ("sdpa", "eager"))
 
-    def packed_features(self, groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> Tensor:
-        """'c d' pooled features of prefix + suffix for every suffix of every (prefix, suffixes) group,
-        in order, each group's prefix computed once (issue 8: a pair's chosen and rejected, best-of-N).
+    def pack(self, groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> dict[str, Tensor]:
+        """Rows for `forward_packed`, one per (prefix, suffixes) group, each prefix to be read once
+        (issue 8: a pair's chosen and rejected, best-of-N candidates). CPU tensors:
 
-        A group is one row, `prefix suffix_1 ... suffix_k`. Suffix j attends to the prefix and to its
-        own earlier tokens only (a block-causal 4D mask) and its positions continue the prefix's, so its
-        last hidden state is the one that reading `prefix + suffix_j` alone gives, up to float error.
-        Rows are right-padded; a padded position attends to itself only. Needs `can_pack`; every
-        suffix needs >= 1 token and prefix + suffix <= max_length.
+        - `input_ids` 'b n': `prefix suffix_1 ... suffix_k`, right-padded;
+        - `attention_mask` 'b 1 n n' bool: suffix j sees the prefix and its own earlier tokens only
+          (block-causal); a padded position sees itself only (no fully masked, NaN, rows);
+        - `position_ids` 'b n': each suffix's positions continue the prefix's;
+        - `pool_index` 'c 2': (row, column) of each suffix's last token, groups and suffixes in order;
+        - `logprob_index` 'r 4': (row, column, token, input) for every token after the first of each
+          prefix + suffix, read at the column before it (for `lm_logprobs`).
+
+        So each suffix's state is the one that reading `prefix + suffix` alone gives, up to float
+        error. Every suffix needs >= 1 token and prefix + suffix <= max_length.
         """
         if not self.can_pack:
-            raise ValueError(f"{self.source}: packed prefixes need a decoder with last-token pooling, no "
-                             "lm_logprobs, position ids and sdpa or eager attention")
-        rows, segments, positions, ends = [], [], [], []
+            raise ValueError(f"{self.source}: packed prefixes need a decoder with last-token pooling, "
+                             "position ids and sdpa or eager attention")
+        rows, segments, positions, ends, scored = [], [], [], [], []
         for g, (prefix, suffixes) in enumerate(groups):
             p = len(prefix)
-            if not suffixes or min(map(len, suffixes)) < 1 or p + max(map(len, suffixes)) > self.max_length:
-                raise ValueError(f"packed_features: group {g} needs >= 1 suffix, each >= 1 token, and prefix + "
-                                 f"suffix <= max_length={self.max_length}")
+            if p < 1 or not suffixes or min(map(len, suffixes)) < 1 or p + max(map(len, suffixes)) > self.max_length:
+                raise ValueError(f"pack: group {g} needs a prefix and >= 1 suffix of >= 1 token each, and prefix "
+                                 f"+ suffix <= max_length={self.max_length}")
             tokens, segment, position = list(prefix), [0] * p, list(range(p))
             for j, suffix in enumerate(suffixes, start=1):
+                reads = [*range(p - 1), p - 1, *range(len(tokens), len(tokens) + len(suffix) - 1)]
+                scored += [(g, col, tok, len(ends)) for col, tok in zip(reads, [*prefix[1:], *suffix])]
                 tokens += suffix
                 segment += [j] * len(suffix)
                 position += range(p, p + len(suffix))
@@ -337,21 +344,42 @@ class Backbone(nn.Module):
         width = max(map(len, rows))
 
         def pad(values, fill):
-            return torch.tensor([v + [fill] * (width - len(v)) for v in values], dtype=torch.long, device=self.device)
+            return torch.tensor([v + [fill] * (width - len(v)) for v in values], dtype=torch.long)
 
-        ids, seg, pos = pad(rows, self.tokenizer.pad_token_id), pad(segments, -1), pad(positions, 0)
-        causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+        seg = pad(segments, -1)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
         # query q sees key k if k <= q, k is real, and k is in the prefix or in q's own suffix
         visible = causal & (seg[:, None, :] >= 0) & ((seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None]))
-        visible |= torch.eye(width, dtype=torch.bool, device=self.device)  # no fully masked (NaN) rows
-        mask = visible[:, None]  # 'b 1 q k'
+        visible |= torch.eye(width, dtype=torch.bool)
+        return {"input_ids": pad(rows, self.tokenizer.pad_token_id), "attention_mask": visible[:, None],
+                "position_ids": pad(positions, 0), "pool_index": torch.tensor(ends, dtype=torch.long),
+                "logprob_index": torch.tensor(scored, dtype=torch.long).reshape(-1, 4)}
+
+    def forward_packed(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, pool_index: Tensor,
+                       logprob_index: Tensor) -> Tensor:
+        """`pack`'s rows -> 'c d' `forward`'s features of every packed input, in `pool_index` order."""
+        mask = attention_mask
         if self.hf_config._attn_implementation == "eager":  # eager attention adds the mask to its scores
-            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=self.device).masked_fill(
+            mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=mask.device).masked_fill(
                 ~mask, torch.finfo(self.model.dtype).min)
         lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        hidden = lm.base_model(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
-        row, col = (torch.tensor(x, device=self.device) for x in zip(*ends))
-        return hidden[row, col]
+        hidden = lm.base_model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+        pooled = hidden[pool_index[:, 0], pool_index[:, 1]]
+        if not self.lm_logprobs:
+            return pooled
+        row, col, token, index = logprob_index.T
+        logits = lm.get_output_embeddings()(hidden)
+        logp = logits[row, col, token].float() - logits.float().logsumexp(-1)[row, col]  # lse once per position
+        count = len(pool_index)
+        mean = torch.zeros(count, device=logp.device).index_add(0, index, logp) / torch.bincount(index, minlength=count)
+        low = torch.full((count,), torch.inf, device=logp.device).scatter_reduce(0, index, logp, "amin")
+        return torch.cat([pooled, torch.stack([mean, low], dim=-1)], dim=-1)
+
+    def packed_features(self, groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> Tensor:
+        """'c d' `forward`'s features of prefix + suffix for every suffix of every (prefix, suffixes)
+        group, in order, each group's prefix read once (`pack`, then `forward_packed`). With
+        `lm_logprobs` the mean and min token log-likelihood are those of the whole prefix + suffix."""
+        return self.forward_packed(**{k: v.to(self.device) for k, v in self.pack(groups).items()})
 
     def spec(self) -> dict:
         """What `config.json` records to rebuild this backbone around saved weights."""

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from nexus.backbones import Backbone
+from nexus.backbones.backbone import shared_prefix_length
 from nexus.data.formats import PairwiseExample
 
 
@@ -33,16 +34,43 @@ def bootstrap_weights(examples: Sequence[PairwiseExample], n_members: int, seed:
 
 class PairwiseCollator:
     """list[PairwiseExample] -> {input_ids '(2 b) n', attention_mask '(2 b) n', margin 'b'?,
-    member_weights 'b k'? (with `bootstrap_members`)}."""
+    member_weights 'b k'? (with `bootstrap_members`)}.
 
-    def __init__(self, backbone: Backbone, bootstrap_members: int | None = None, seed: int = 0):
+    With `share_prompts` (and a backbone that `can_pack`) each pair is instead one row `prompt
+    chosen rejected` that reads the prompt once (`Backbone.pack`: input_ids 'b n', a 4D
+    attention_mask, position_ids, pool_index '(2 b) 2' chosen first, logprob_index), for a model
+    whose forward takes them (`ScalarRewardModel`); a batch with a pair over max_length, or
+    without a shared token, is collated the plain way.
+    """
+
+    def __init__(self, backbone: Backbone, bootstrap_members: int | None = None, seed: int = 0,
+                 share_prompts: bool = False):
         self.backbone = backbone
         self.bootstrap_members, self.seed = bootstrap_members, seed
+        self.share_prompts = share_prompts
+
+    def _packed(self, prompts: list[str], chosen: list[list[int]], rejected: list[list[int]]) -> dict | None:
+        """`Backbone.pack` of one row per pair, outputs reordered to chosen first; None if a pair can't."""
+        groups = []
+        for c, r in zip(chosen, rejected):
+            shared = shared_prefix_length([c, r])
+            if shared < 1 or max(len(c), len(r)) > self.backbone.max_length:
+                return None
+            groups.append((c[:shared], [c[shared:], r[shared:]]))
+        batch, b = self.backbone.pack(groups), len(groups)
+        batch["pool_index"] = torch.cat([batch["pool_index"][0::2], batch["pool_index"][1::2]])
+        index = batch["logprob_index"][:, 3]  # input 2 i + side -> side * b + i
+        batch["logprob_index"][:, 3] = (index % 2) * b + index // 2
+        return batch
 
     def __call__(self, examples: Sequence[PairwiseExample]) -> dict[str, torch.Tensor]:
         prompts = [ex.prompt for ex in examples]
         responses = [ex.chosen for ex in examples] + [ex.rejected for ex in examples]
-        batch = self.backbone.collate(self.backbone.token_ids(prompts + prompts, responses))
+        ids = self.backbone.token_ids(prompts + prompts, responses)
+        batch = None
+        if self.share_prompts and self.backbone.can_pack:
+            batch = self._packed(prompts, ids[:len(examples)], ids[len(examples):])
+        batch = batch or self.backbone.collate(ids)
         margins = [ex.margin for ex in examples]
         if any(m is not None for m in margins):
             missing = [i for i, m in enumerate(margins) if m is None]

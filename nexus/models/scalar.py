@@ -37,8 +37,11 @@ class ScalarRewardModel(RewardModel):
         self.head_hidden, self.dropout = head_hidden, dropout
         self.head = ScalarHead(backbone.feature_size, head_hidden, dropout)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """'b n', 'b n' -> 'b' rewards."""
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, **packed: Tensor) -> Tensor:
+        """'b n', 'b n' -> 'b' rewards; or, given `Backbone.pack`'s rows (`position_ids`, `pool_index`,
+        `logprob_index` and a 4D mask), 'c' rewards of the inputs packed in them."""
+        if packed:
+            return self.head(self.backbone.forward_packed(input_ids, attention_mask, **packed))
         return self.head(self.backbone(input_ids, attention_mask))
 
     def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:

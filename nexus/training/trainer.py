@@ -61,12 +61,18 @@ def pointwise_metrics(eval_pred) -> dict[str, float]:
     return out
 
 
+# What the collated batch hands to a pairwise or pointwise model's forward: the padded inputs, plus
+# the packed rows of `Backbone.pack` where the collator shares prompts.
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pool_index", "logprob_index")
+
+
 class RewardTrainer(Trainer):
     """Trains any `RewardModel` on the data its `data_format` names.
 
     Pairwise: `forward(input_ids, attention_mask)` returns rewards 'b' (or per-member 'b k 2');
     the collated batch holds chosen then rejected ('(2 b) n'), so one forward pass scores both
-    halves of every pair. Outcome and process: `forward` returns a logit per position 'b n' and
+    halves of every pair (or, where the collator shares prompts, one packed row per pair whose
+    forward returns the '(2 b)' rewards in the same order; `MODEL_INPUTS`). Outcome and process: `forward` returns a logit per position 'b n' and
     the batch carries float `labels` 'b n' (IGNORE where unlabelled); the loss is binary
     cross-entropy over the labelled positions (soft labels allowed).
     """
@@ -75,8 +81,11 @@ class RewardTrainer(Trainer):
         if args.loss not in losses.LOSSES:
             raise ValueError(f"loss={args.loss!r}: expected one of {sorted(losses.LOSSES)}")
         pairwise = getattr(model, "data_format", "pairwise") == "pairwise"
+        data_collator = data_collator or model.data_collator(seed=args.seed)
+        if args.n_gpu > 1 and getattr(data_collator, "share_prompts", False):
+            data_collator.share_prompts = False  # DataParallel splits every tensor by rows; packed indices can't
         super().__init__(
-            model=model, args=args, data_collator=data_collator or model.data_collator(seed=args.seed),
+            model=model, args=args, data_collator=data_collator,
             compute_metrics=compute_metrics or (pairwise_metrics if pairwise else pointwise_metrics), **kwargs,
         )
 
@@ -105,7 +114,7 @@ class RewardTrainer(Trainer):
             # e.g. the generative judge's next-token loss; called through the (DDP) wrapper
             outputs = model(**inputs)
             return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        outputs = model(**{k: inputs[k] for k in MODEL_INPUTS if k in inputs})
         if "labels" in inputs:  # outcome / process: a logit per position, labels where given
             labels = inputs["labels"]
             given = labels != IGNORE
