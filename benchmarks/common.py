@@ -90,8 +90,9 @@ def markdown(rows: list[Row]) -> str:
     """The rows as one Markdown table."""
     lines = ["| benchmark | case | seconds | throughput | vs baseline | roofline | note |",
              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.benchmark} | {r.case} | {r.seconds:.3f} | {r.throughput} | {r.ratio} | {r.roofline} | {r.note} |"
-              for r in rows]
+    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731 ("max |reward diff|" must not split a cell)
+    lines += [f"| {cell(r.benchmark)} | {cell(r.case)} | {r.seconds:.3f} | {cell(r.throughput)} | {cell(r.ratio)} | "
+              f"{cell(r.roofline)} | {cell(r.note)} |" for r in rows]
     return "\n".join(lines)
 
 

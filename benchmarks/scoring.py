@@ -40,9 +40,11 @@ from nexus.quantize import quantize_int8
 MODEL_DIR = Path(__file__).resolve().parents[1] / "experiments" / "conf" / "model"
 
 
-def build_family(name: str, backbone, seed: int = 0):
-    """The RM of `experiments/conf/model/<name>.yaml` on `backbone` (interpolations: seed only)."""
-    cfg = OmegaConf.create({"seed": seed, "model": OmegaConf.load(MODEL_DIR / f"{name}.yaml")})
+def build_family(name: str, backbone, seed: int = 0, overrides: list[str] = ()):
+    """The RM of `experiments/conf/model/<name>.yaml` on `backbone` (interpolations: seed only), with
+    `key=value` overrides of its arguments."""
+    model = OmegaConf.merge(OmegaConf.load(MODEL_DIR / f"{name}.yaml"), OmegaConf.from_dotlist(list(overrides)))
+    cfg = OmegaConf.create({"seed": seed, "model": model})
     torch.manual_seed(seed)
     return instantiate(cfg.model, backbone=backbone).eval()
 
