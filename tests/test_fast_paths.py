@@ -227,3 +227,25 @@ def test_a_packed_training_batch_gives_the_plain_batch_rewards_and_gradients(nam
     assert len(grads[1][1]) == len(grads[0][1]) > 0
     for packed_grad, plain_grad in zip(grads[1][1], grads[0][1]):
         torch.testing.assert_close(packed_grad, plain_grad, atol=1e-5, rtol=1e-4)
+
+
+def test_profile_matmul_flops_match_the_shapes_the_profiler_recorded():
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.profile_scoring import MATMULS, matmul_flops
+
+    a, b, bias, batch = torch.randn(6, 5), torch.randn(5, 3), torch.randn(3), torch.randn(4, 6, 5)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        torch.mm(a, b), torch.addmm(bias, a, b), torch.bmm(batch, batch.transpose(1, 2))
+    counted = sum(matmul_flops(e) for e in prof.events() if e.name in MATMULS)
+    assert counted == 2 * 6 * 5 * 3 * 2 + 2 * 4 * 6 * 5 * 6
+
+
+def test_rows_are_repriced_against_a_new_peak_and_cells_keep_their_pipes():
+    from benchmarks.common import Row, markdown
+
+    row = Row("scoring", "x", 1.0, "5 responses/s", roofline="90.0 GFLOP/s, 90% of peak", note="max |reward diff| 1e-6")
+    assert row.with_peak(180.0).roofline == "90.0 GFLOP/s, 50% of peak"
+    assert Row("rules", "y", 1.0, "", roofline="no FLOPs").with_peak(1.0).roofline == "no FLOPs"
+    table = markdown([row]).splitlines()
+    assert table[-1].count(" | ") == 6 and "max \\|reward diff\\| 1e-6" in table[-1]
