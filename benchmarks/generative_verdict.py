@@ -5,7 +5,8 @@ python -m benchmarks.generative_verdict [--n 32] [--backbone smollm2-135m] [--an
 
 All paths score the same arithmetic outcome data through `score` with the same judge weights
 (length-sorted batches, inference mode). The fast path reads logit[Yes] - logit[No] at the next
-position of the verdict context. Baselines: (1) generate up to `--answer-tokens` tokens greedily
+position of the verdict context, reading the token prefix a batch's contexts share (system
+prompt, instructions) once (`share_prefix`, the default); also timed with each context read whole. Baselines: (1) generate up to `--answer-tokens` tokens greedily
 from the same context (stopping at the end of the judge's turn) and parse the first word; (2) how
 judges usually produce a verdict: a rationale first (`explain=True`, up to `--rationale-tokens`
 greedy tokens), then the verdict generated and parsed. Times and ratios come from one run, with
@@ -31,8 +32,11 @@ def run(args) -> list[Row]:
     data = generate(args.n, seed=7)["outcome"][: args.n]
     prompts, responses = [ex.prompt for ex in data], [ex.response for ex in data]
     backbone = load_backbone(args.backbone, lm_logprobs=True)
+    whole = GenerativeRewardModel(backbone, batch_size=args.batch_size)
+    whole.share_prefix = False
     judges = {  # the same weights, shared
-        "one forward (logits)": GenerativeRewardModel(backbone, batch_size=args.batch_size),
+        "one forward (logits), shared prefix once": GenerativeRewardModel(backbone, batch_size=args.batch_size),
+        "one forward (logits), each context whole": whole,
         f"generate + parse (<= {args.answer_tokens} tokens)": GenerativeRewardModel(
             backbone, read="generate", answer_max_tokens=args.answer_tokens, batch_size=args.batch_size),
         f"rationale ({args.rationale_tokens} tokens) + generate + parse": GenerativeRewardModel(
@@ -53,6 +57,9 @@ def run(args) -> list[Row]:
         s = seconds[name]
         if name == fast_name:
             ratio, note = "", ""
+        elif judges[name].read == "logits":  # the same log-odds, each context read whole
+            ratio = f"{s / seconds[fast_name]:.2f}x slower than the shared prefix"
+            note = f"max |log-odds diff| {(reward - log_odds).abs().max().item():.1e}"
         else:
             readable = ~reward.isnan()
             agree = ((log_odds[readable] > 0).float() == reward[readable]).float().mean().item() if readable.any() \

@@ -79,6 +79,23 @@ def test_verdict_log_odds_equal_logits_of_the_rendered_text(name, chat):
         torch.testing.assert_close(rewards[i], expected, atol=1e-4, rtol=0, msg=f"input {i}")
 
 
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_verdicts_read_the_shared_template_once_and_agree_with_reading_each_context(name):
+    rm = make_judge(name)
+    rows = []
+    hook = rm.lm.base_model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(tuple(kwargs.get("input_ids", args[0] if args else None).shape)),
+        with_kwargs=True)
+    packed = rm.score(PROMPTS, RESPONSES).rewards
+    assert [r for r, _ in rows] == [1]  # one row: the template's shared start once, then each context's rest
+    rm.share_prefix = False
+    alone = rm.score(PROMPTS, RESPONSES).rewards
+    hook.remove()
+    assert [r for r, _ in rows[1:]] == [len(PROMPTS)]
+    assert rows[0][1] < rows[1][1] * len(PROMPTS)  # fewer tokens than the padded batch
+    torch.testing.assert_close(packed, alone, atol=1e-4, rtol=0)
+
+
 def test_rating_is_the_expectation_over_rating_tokens_with_ten_read_as_one_then_zero():
     rm = make_judge(mode="rating")
     assert rm.zero_id == token(rm, "0")  # bytes: "10" is "1" then "0"

@@ -355,15 +355,20 @@ class Backbone(nn.Module):
                 "position_ids": pad(positions, 0), "pool_index": torch.tensor(ends, dtype=torch.long),
                 "logprob_index": torch.tensor(scored, dtype=torch.long).reshape(-1, 4)}
 
-    def forward_packed(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, pool_index: Tensor,
-                       logprob_index: Tensor) -> Tensor:
-        """`pack`'s rows -> 'c d' `forward`'s features of every packed input, in `pool_index` order."""
+    def packed_hidden(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+        """`pack`'s rows -> 'b n h' last hidden states of the body (no LM head)."""
         mask = attention_mask
         if self.hf_config._attn_implementation == "eager":  # eager attention adds the mask to its scores
             mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=mask.device).masked_fill(
                 ~mask, torch.finfo(self.model.dtype).min)
         lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        hidden = lm.base_model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+        return lm.base_model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+
+    def forward_packed(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, pool_index: Tensor,
+                       logprob_index: Tensor) -> Tensor:
+        """`pack`'s rows -> 'c d' `forward`'s features of every packed input, in `pool_index` order."""
+        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        hidden = self.packed_hidden(input_ids, attention_mask, position_ids)
         pooled = hidden[pool_index[:, 0], pool_index[:, 1]]
         if not self.lm_logprobs:
             return pooled

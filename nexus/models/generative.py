@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM
 
 from nexus import prompts as templates_lib
 from nexus.backbones import Backbone, LoraSpec, resolve_backbone_dir
+from nexus.backbones.backbone import shared_prefix_length
 from nexus.base import RewardModel, RewardOutput, validate_inputs
 from nexus.data.collators import IGNORE
 from nexus.models import judge
@@ -150,6 +151,9 @@ class GenerativeRewardModel(RewardModel):
         self.rating_ids, self.zero_id = judge.rating_token_ids(tokenizer) if mode == "rating" else ([], None)
         lm = self.lm
         self._takes_positions = "position_ids" in inspect.signature(lm.forward).parameters
+        # Read the token prefix a batch's contexts share (the template, a repeated question) once
+        # (issue 8); a speed option, not saved: the logits agree to float error.
+        self.share_prefix = True
 
     @property
     def lm(self):
@@ -235,12 +239,33 @@ class GenerativeRewardModel(RewardModel):
                        use_cache=False, **kwargs).logits
 
     def next_token_logits(self, ids: list[list[int]], keep: int = 1) -> Tensor:
-        """'m k v' float logits at the last `keep` positions of each context, in chunks of `batch_size`."""
+        """'m k v' float logits at the last `keep` positions of each context, in chunks of `batch_size`.
+
+        With `share_prefix` and `keep=1`, a chunk whose contexts share a token prefix (the system
+        prompt and instructions of the template, at least) is one packed row that reads the prefix
+        once (`Backbone.pack`), and the LM head runs at the c read positions only.
+        """
         out = []
         for start in range(0, len(ids), self.batch_size):
-            batch = self._left_pad(ids[start:start + self.batch_size])
-            out.append(self._logits(**batch, keep=keep).float().cpu())
+            chunk = ids[start:start + self.batch_size]
+            if keep == 1 and self._packable(chunk):
+                out.append(self._packed_next_logits(chunk).float().cpu())
+            else:
+                out.append(self._logits(**self._left_pad(chunk), keep=keep).float().cpu())
         return torch.cat(out)
+
+    def _packable(self, chunk: list[list[int]]) -> bool:
+        return (self.share_prefix and len(chunk) > 1 and self.backbone.can_pack
+                and max(map(len, chunk)) <= self.backbone.max_length and shared_prefix_length(chunk) > 0)
+
+    def _packed_next_logits(self, chunk: list[list[int]]) -> Tensor:
+        """'c 1 v' next-token logits of c contexts read as one row: their shared prefix once."""
+        shared = shared_prefix_length(chunk)
+        batch = {k: v.to(self.device) for k, v in self.backbone.pack([(chunk[0][:shared],
+                                                                      [seq[shared:] for seq in chunk])]).items()}
+        hidden = self.backbone.packed_hidden(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
+        last = hidden[batch["pool_index"][:, 0], batch["pool_index"][:, 1]]
+        return self.lm.get_output_embeddings()(last)[:, None]
 
     def stop_ids(self) -> list[int]:
         """Tokens that end the judge's turn: the tokenizer's eos and the model's (e.g. Gemma's end_of_turn)."""
