@@ -251,6 +251,15 @@ class RewardModel(nn.Module, ABC):
         backbone = getattr(self, "backbone", None)
         return share_prompts and self.packs_prompts and getattr(backbone, "can_pack", False)
 
+    def _packed_batches(self, prompts: Sequence[str], responses: Sequence[str],
+                        max_tokens: int | None) -> tuple[list[list[PromptGroup]], list[int]]:
+        """Batches of prompt groups to pack (`prompt_groups`, cut by the token budget) and the
+        indices of the inputs to score alone."""
+        budget = max_tokens or self.max_tokens or PACKED_MAX_TOKENS
+        ids = self.backbone.token_ids(prompts, responses)
+        groups, alone = prompt_groups(prompts, ids, self.backbone.max_length, budget)
+        return [[groups[g] for g in idx] for idx in token_budget_batches([g.tokens for g in groups], budget)], alone
+
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None,
               max_tokens: int | None = None, share_prompts: bool = True, progress: bool = False,
@@ -274,20 +283,14 @@ class RewardModel(nn.Module, ABC):
         was_training = self.training
         self.eval()
         try:
-            groups, alone = [], list(range(len(prompts)))
+            packed, alone = [], list(range(len(prompts)))
             if self._shares_prompts(share_prompts):
-                budget = max_tokens or self.max_tokens or PACKED_MAX_TOKENS
-                ids = self.backbone.token_ids(prompts, responses)
-                groups, alone = prompt_groups(prompts, ids, self.backbone.max_length, budget)
-                packed = token_budget_batches([g.tokens for g in groups], budget)
-            else:
-                packed = []
+                packed, alone = self._packed_batches(prompts, responses, max_tokens)
             single = [[alone[j] for j in idx] for idx in self._batches(
                 [prompts[i] for i in alone], [responses[i] for i in alone], batch_size, max_tokens)] if alone else []
             parts = []
             bar = tqdm(total=len(packed) + len(single), desc="score", unit="batch", disable=not progress)
-            for batch in packed:
-                chunk = [groups[g] for g in batch]
+            for chunk in packed:
                 parts.append(([i for g in chunk for i in g.indices], self._score_packed(chunk)))
                 bar.update()
             for idx in single:
