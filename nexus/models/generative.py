@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM
 from nexus import prompts as templates_lib
 from nexus.backbones import Backbone, LoraSpec, resolve_backbone_dir
 from nexus.backbones.backbone import shared_prefix_length
-from nexus.base import RewardModel, RewardOutput, validate_inputs
+from nexus.base import PACKED_MAX_TOKENS, RewardModel, RewardOutput, prompt_groups, validate_inputs
 from nexus.data.collators import IGNORE
 from nexus.models import judge
 
@@ -242,7 +242,7 @@ class GenerativeRewardModel(RewardModel):
         """'m k v' float logits at the last `keep` positions of each context, in chunks of `batch_size`.
 
         With `share_prefix` and `keep=1`, a chunk whose contexts share a token prefix (the system
-        prompt and instructions of the template, at least) is one packed row that reads the prefix
+        prompt and instructions of the template, at least) is packed into rows that read the prefix
         once (`Backbone.pack`), and the LM head runs at the c read positions only.
         """
         out = []
@@ -259,10 +259,10 @@ class GenerativeRewardModel(RewardModel):
                 and max(map(len, chunk)) <= self.backbone.max_length and shared_prefix_length(chunk) > 0)
 
     def _packed_next_logits(self, chunk: list[list[int]]) -> Tensor:
-        """'c 1 v' next-token logits of c contexts read as one row: their shared prefix once."""
-        shared = shared_prefix_length(chunk)
-        batch = {k: v.to(self.device) for k, v in self.backbone.pack([(chunk[0][:shared],
-                                                                      [seq[shared:] for seq in chunk])]).items()}
+        """'c 1 v' next-token logits of c contexts packed into rows that read their shared prefix once,
+        each row at most `PACKED_MAX_TOKENS` long (or one context), so attention stays short."""
+        groups, _ = prompt_groups([""] * len(chunk), chunk, self.backbone.max_length, PACKED_MAX_TOKENS)
+        batch = {k: v.to(self.device) for k, v in self.backbone.pack([(g.prefix, g.suffixes) for g in groups]).items()}
         hidden = self.backbone.packed_hidden(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
         last = hidden[batch["pool_index"][:, 0], batch["pool_index"][:, 1]]
         return self.lm.get_output_embeddings()(last)[:, None]
