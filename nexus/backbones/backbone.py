@@ -316,7 +316,7 @@ class Backbone(nn.Module):
         - `position_ids` 'b n': each suffix's positions continue the prefix's;
         - `pool_index` 'c 2': (row, column) of each suffix's last token, groups and suffixes in order;
         - `logprob_index` 'r 4': (row, column, token, input) for every token after the first of each
-          prefix + suffix, read at the column before it (for `lm_logprobs`).
+          prefix + suffix, read at the column before it (with `lm_logprobs`; else empty).
 
         So each suffix's state is the one that reading `prefix + suffix` alone gives, up to float
         error. Every suffix needs >= 1 token and prefix + suffix <= max_length.
@@ -332,8 +332,9 @@ class Backbone(nn.Module):
                                  f"+ suffix <= max_length={self.max_length}")
             tokens, segment, position = list(prefix), [0] * p, list(range(p))
             for j, suffix in enumerate(suffixes, start=1):
-                reads = [*range(p - 1), p - 1, *range(len(tokens), len(tokens) + len(suffix) - 1)]
-                scored += [(g, col, tok, len(ends)) for col, tok in zip(reads, [*prefix[1:], *suffix])]
+                if self.lm_logprobs:  # only the log-likelihood features read these
+                    reads = [*range(p - 1), p - 1, *range(len(tokens), len(tokens) + len(suffix) - 1)]
+                    scored += [(g, col, tok, len(ends)) for col, tok in zip(reads, [*prefix[1:], *suffix])]
                 tokens += suffix
                 segment += [j] * len(suffix)
                 position += range(p, p + len(suffix))

@@ -26,8 +26,7 @@ from transformers import AutoModelForCausalLM
 
 from nexus import prompts as templates_lib
 from nexus.backbones import Backbone, LoraSpec, resolve_backbone_dir
-from nexus.backbones.backbone import shared_prefix_length
-from nexus.base import PACKED_MAX_TOKENS, RewardModel, RewardOutput, prompt_groups, validate_inputs
+from nexus.base import PACKED_MAX_TOKENS, PromptGroup, RewardModel, RewardOutput, prompt_groups, validate_inputs
 from nexus.data.collators import IGNORE
 from nexus.models import judge
 
@@ -248,20 +247,23 @@ class GenerativeRewardModel(RewardModel):
         out = []
         for start in range(0, len(ids), self.batch_size):
             chunk = ids[start:start + self.batch_size]
-            if keep == 1 and self._packable(chunk):
-                out.append(self._packed_next_logits(chunk).float().cpu())
+            groups = self._prefix_groups(chunk) if keep == 1 else []
+            if groups:
+                out.append(self._packed_next_logits(groups).float().cpu())
             else:
                 out.append(self._logits(**self._left_pad(chunk), keep=keep).float().cpu())
         return torch.cat(out)
 
-    def _packable(self, chunk: list[list[int]]) -> bool:
-        return (self.share_prefix and len(chunk) > 1 and self.backbone.can_pack
-                and max(map(len, chunk)) <= self.backbone.max_length and shared_prefix_length(chunk) > 0)
+    def _prefix_groups(self, chunk: list[list[int]]) -> list[PromptGroup]:
+        """The chunk as rows that share its token prefix (`prompt_groups`, rows of at most
+        `PACKED_MAX_TOKENS`, so attention stays short); [] where it can't be packed."""
+        if not (self.share_prefix and self.backbone.can_pack):
+            return []
+        groups, alone = prompt_groups([""] * len(chunk), chunk, self.backbone.max_length, PACKED_MAX_TOKENS)
+        return [] if alone else groups  # alone: one context, an over-long one, or no shared token
 
-    def _packed_next_logits(self, chunk: list[list[int]]) -> Tensor:
-        """'c 1 v' next-token logits of c contexts packed into rows that read their shared prefix once,
-        each row at most `PACKED_MAX_TOKENS` long (or one context), so attention stays short."""
-        groups, _ = prompt_groups([""] * len(chunk), chunk, self.backbone.max_length, PACKED_MAX_TOKENS)
+    def _packed_next_logits(self, groups: list[PromptGroup]) -> Tensor:
+        """'c 1 v' next-token logits of the contexts packed in `groups`, each group's prefix read once."""
         batch = {k: v.to(self.device) for k, v in self.backbone.pack([(g.prefix, g.suffixes) for g in groups]).items()}
         hidden = self.backbone.packed_hidden(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
         last = hidden[batch["pool_index"][:, 0], batch["pool_index"][:, 1]]
