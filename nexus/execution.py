@@ -1,76 +1,62 @@
-"""Run untrusted programs against their tests in a sandboxed subprocess (issue 4).
+"""Run untrusted programs against their tests in an operating-system sandbox.
 
-Each run gets a fresh temporary directory as its working directory and a child Python
-process (isolated mode) with:
+Model-generated programs label HumanEval samples and compute the `code_tests` rule reward, so a
+program that can make itself count as passed is a reward hack. Two layers keep the verdict honest:
 
-- a wall-clock time limit (the whole process group is killed when it expires: infinite loops);
-- an address-space limit (`RLIMIT_AS`) and a file-size limit (`RLIMIT_FSIZE`: output floods);
-- an audit hook (PEP 578, installed before the program runs and impossible to remove) that
-  refuses network sockets, new processes (fork, exec, spawn, subprocess, os.system: fork bombs),
-  `ctypes`, and any file opened for writing outside the temporary directory or for reading
-  outside it and the Python installation;
-- stdout and stderr captured to files, kept to `max_output` bytes each.
+**Isolation by the operating system** (bubblewrap, `bwrap`): each run gets new user, PID, network,
+IPC, UTS and cgroup namespaces, a read-only view of the system libraries and of the Python
+installation only (not the project, not the home directory, not `/etc`), a private writable
+tmpfs as `/tmp` and working directory, no capabilities, a new session (no terminal injection), and
+dies with its parent. Resource limits: address space, CPU seconds, file size, open files, process
+count, no core files. A wall-clock timeout kills the whole PID namespace. Inside, the program's
+process also runs under a seccomp filter that refuses new processes, exec, ptrace, sockets and
+signals through pidfds (`nexus/_sandbox_runner.py`).
 
-A run passes only if the harness reaches the end of the tests and writes its marker, so
-`sys.exit(0)` or `os._exit(0)` before the tests cannot fake a pass. This is a guard for model
-samples on one's own machine, not a security boundary against a determined attacker (that
-needs a container or a VM).
+**The verdict comes from outside the program**: the tests run in a separate runner process that
+the program cannot ptrace or read; every call from the tests into the program returns plain data
+rebuilt by the runner (exact built-in types, so the expected value's `__eq__` decides each
+comparison); the tests never exist in a file the program can see; and the runner reports
+`{nonce, status}` on a descriptor the program never had, with a per-run random nonce. Exiting
+early, exiting 0, rewriting files, patching hooks, overriding `__eq__` or killing the runner all
+end as `failed`.
+
+The contract this gives the tests: they exchange plain data with the program (None, bool, int,
+float, complex, str, bytes and lists, tuples, dicts, sets of those); a function that returns an
+object of its own class is a failure, as are tests that pass functions into the program.
+
+Without bubblewrap, `run_program` refuses (`SandboxUnavailable`, saying how to install it) unless
+the caller passes `allow_unsandboxed=True`, which keeps the two-process verdict, the limits and the
+seccomp filter but not the namespaces, and warns on every run.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
-import resource
+import secrets
+import select
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-PASS_MARKER = "__nexus_tests_passed__"
+logger = logging.getLogger(__name__)
 
-# The child's preamble: limits and the audit hook come first, then the program and its tests.
-_HARNESS = r'''
-import os, sys
-_ALLOWED_READ = tuple(os.path.realpath(p) for p in {json_read_roots})
-_SANDBOX = os.path.realpath({json_sandbox})
-_REFUSED = {{"socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto", "os.fork", "os.forkpty",
-            "os.exec", "os.posix_spawn", "os.spawn", "os.system", "subprocess.Popen", "os.kill", "os.killpg",
-            "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "os.chdir", "os.chroot", "os.setuid", "pty.spawn"}}
-_WRITES = {{"os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.symlink", "os.link", "os.truncate",
-           "os.chmod", "os.chown", "os.utime", "shutil.rmtree", "shutil.copyfile", "shutil.move"}}
+RUNNER = Path(__file__).with_name("_sandbox_runner.py")
+INSTALL_HINT = ("install bubblewrap: `apt-get install bubblewrap` (Debian/Ubuntu), `dnf install bubblewrap` "
+                "(Fedora/RHEL) or `pacman -S bubblewrap` (Arch); it also needs unprivileged user namespaces "
+                "(`sysctl kernel.unprivileged_userns_clone=1` on older Debian kernels) unless run as root")
 
-def _inside(path, roots):
-    try:
-        real = os.path.realpath(os.fsdecode(path))
-    except Exception:
-        return False
-    return any(real == r or real.startswith(r + os.sep) for r in roots)
 
-def _guard(event, args):
-    if event in _REFUSED:
-        raise PermissionError(f"sandbox: {{event}} is not allowed")
-    if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-        mode = args[1] if len(args) > 1 and isinstance(args[1], str) else "r"
-        flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-        writing = any(c in mode for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND)
-        if not _inside(args[0], (_SANDBOX,) if writing else _ALLOWED_READ + (_SANDBOX,)):
-            raise PermissionError(f"sandbox: {{'writing' if writing else 'reading'}} {{args[0]!r}} is outside the sandbox")
-    elif event in _WRITES:
-        paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike))]
-        if not all(_inside(p, (_SANDBOX,)) for p in paths):
-            raise PermissionError(f"sandbox: {{event}} outside the sandbox")
-
-sys.addaudithook(_guard)
-_ns = {{"__name__": "__main__"}}
-exec(compile(open("program.py").read(), "program.py", "exec"), _ns)
-exec(compile(open("tests.py").read(), "tests.py", "exec"), _ns)
-with open("result.txt", "w") as _f:
-    _f.write({json_marker})
-'''
+class SandboxUnavailable(RuntimeError):
+    """No working OS sandbox on this machine, and the caller did not allow running without one."""
 
 
 @dataclass
@@ -78,19 +64,65 @@ class ExecutionResult:
     """What one run gives: whether the tests passed, why not, and the captured output."""
 
     passed: bool
-    status: str  # "passed", "failed" (an exception or a non-zero exit), "timeout"
+    status: str  # "passed", "failed" (an exception, an early exit, a refused action), "timeout"
     error: str
     stdout: str
     stderr: str
     seconds: float
+    sandboxed: bool = True
 
 
-def _limits(memory_bytes: int, file_bytes: int):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
+def _python_roots() -> list[str]:
+    """Directories the sandbox needs from the host to run the base interpreter: its installation
+    (the standard library; never a virtual environment's site-packages) and the binary's folder."""
+    interpreter = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    roots = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix), os.path.dirname(interpreter)}
+    return sorted(r for r in roots if not r.startswith("/usr/"))
+
+
+def base_interpreter() -> str:
+    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+
+
+def bwrap_command(program_dir: str, limits_json: str, verdict_fd: int) -> list[str]:
+    """The bubblewrap command line of one run (the runner reads its request from stdin)."""
+    cmd = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+           "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
+           "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            cmd += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            cmd += ["--ro-bind", top, top]
+    if os.path.isfile("/etc/ld.so.cache"):
+        cmd += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for root in _python_roots():
+        cmd += ["--ro-bind", root, root]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp",
+            "--ro-bind", str(RUNNER), "/nexus/runner.py", "--ro-bind", program_dir, "/nexus/program",
+            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+            "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--remount-ro", "/", "--"]
+    return cmd + [base_interpreter(), "-I", "-S", "-B", "-X", "utf8", "/nexus/runner.py", str(verdict_fd),
+                  limits_json, "/nexus/program/program.py"]
+
+
+@functools.lru_cache(maxsize=1)
+def sandbox_available() -> tuple[bool, str]:
+    """(works, why not): bubblewrap is installed and can build the namespaces of a run here."""
+    if sys.platform != "linux":
+        return False, f"bubblewrap runs on Linux only (this is {sys.platform})"
+    if shutil.which("bwrap") is None:
+        return False, "the `bwrap` command was not found"
+    with tempfile.TemporaryDirectory(prefix="nexus-probe-") as tmp:
+        cmd = bwrap_command(tmp, "{}", 1)
+        cmd = cmd[:cmd.index("--") + 1] + [base_interpreter(), "-I", "-S", "-c", "import os; print(os.getuid())"]
+        try:
+            probe = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"bwrap failed to start: {exc}"
+    if probe.returncode != 0 or probe.stdout.strip() != "65534":
+        return False, f"bwrap could not create the sandbox: {probe.stderr.strip()[-500:] or probe.returncode}"
+    return True, ""
 
 
 def _tail(path: Path, limit: int) -> str:
@@ -102,43 +134,100 @@ def _tail(path: Path, limit: int) -> str:
     return text + ("\n[... output cut at %d bytes]" % limit if len(data) > limit else "")
 
 
+def _read_verdict(fd: int, limit: int = 1 << 16) -> bytes:
+    data = b""
+    while len(data) < limit:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            break
+        chunk = os.read(fd, limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def run_program(program: str, tests: str, timeout: float = 5.0, memory_mb: int = 1024,
-                max_output: int = 10_000) -> ExecutionResult:
-    """Execute `program` then `tests` (Python source) in a sandboxed child; never raises for
-    anything the program does."""
+                max_output: int = 10_000, *, allow_unsandboxed: bool = False) -> ExecutionResult:
+    """Execute `program`, then `tests` against it (Python source), in the sandbox.
+
+    Never raises for anything the program does; raises `SandboxUnavailable` when there is no OS
+    sandbox here and `allow_unsandboxed` is False. The result is `passed` only when the runner
+    finished the tests and reported so with this run's nonce.
+    """
+    if not isinstance(program, str) or not isinstance(tests, str):
+        raise TypeError("run_program: program and tests must be str")
+    if not timeout > 0 or memory_mb < 16 or max_output < 0:
+        raise ValueError(f"run_program: need timeout > 0 (got {timeout}), memory_mb >= 16 (got {memory_mb}) "
+                         f"and max_output >= 0 (got {max_output})")
+    works, why = sandbox_available()
+    if not works and not allow_unsandboxed:
+        raise SandboxUnavailable(f"refusing to run untrusted code without an OS sandbox: {why}. To get one, "
+                                 f"{INSTALL_HINT}. To run it anyway on this machine (unsafe), pass "
+                                 "allow_unsandboxed=True.")
+    if not works:
+        message = f"running untrusted code WITHOUT an OS sandbox ({why}): it can read and write your files"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        logger.warning(message)
+    limits = {"RLIMIT_AS": memory_mb * 2**20, "RLIMIT_FSIZE": max(max_output * 4, 2**20), "RLIMIT_CORE": 0,
+              "RLIMIT_NOFILE": 64, "RLIMIT_CPU": int(timeout) + 1}
+    if works:  # counted per user namespace inside the sandbox; outside it would count all the user's processes
+        limits["RLIMIT_NPROC"] = 64
+    nonce = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="nexus-exec-") as tmp:
-        sandbox = Path(tmp)
-        (sandbox / "program.py").write_text(program)
-        (sandbox / "tests.py").write_text(tests)
-        read_roots = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, *[p for p in sys.path if p]})
-        harness = _HARNESS.format(json_read_roots=json.dumps(read_roots), json_sandbox=json.dumps(str(sandbox)),
-                                  json_marker=json.dumps(PASS_MARKER))
-        (sandbox / "harness.py").write_text(harness)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONHASHSEED": "0", "HOME": str(sandbox), "TMPDIR": str(sandbox)}
+        host = Path(tmp)
+        program_dir = host / "program"
+        program_dir.mkdir()
+        (program_dir / "program.py").write_text(program, encoding="utf-8", errors="surrogatepass")
+        verdict_r, verdict_w = os.pipe()
+        if works:
+            cmd = bwrap_command(str(program_dir), json.dumps(limits), verdict_w)
+            cwd = tmp
+        else:
+            scratch = host / "scratch"
+            scratch.mkdir()
+            cmd = [base_interpreter(), "-I", "-S", "-B", "-X", "utf8", str(RUNNER), str(verdict_w), json.dumps(limits),
+                   str(program_dir / "program.py")]
+            cwd = str(scratch)
+        env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
+        request = json.dumps({"nonce": nonce, "tests": tests}).encode("utf-8", errors="surrogatepass")
         start = time.perf_counter()
-        with open(sandbox / "stdout.txt", "wb") as out, open(sandbox / "stderr.txt", "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-I", "-B", "harness.py"], cwd=sandbox, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-                                    preexec_fn=_limits(memory_mb * 2**20, max(max_output * 4, 2**20)))
+        timed_out = False
+        with open(host / "stdout.txt", "wb") as out, open(host / "stderr.txt", "wb") as err:
             try:
-                code = proc.wait(timeout=timeout)
-                timed_out = False
+                proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                        pass_fds=(verdict_w,), start_new_session=True)
+            finally:
+                os.close(verdict_w)
+            try:
+                proc.communicate(request, timeout=timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                try:  # the whole group: anything the program managed to start goes too
+                try:  # the whole group; with bwrap this kills the namespace's init and so everything in it
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 proc.wait()
         seconds = time.perf_counter() - start
-        stdout, stderr = _tail(sandbox / "stdout.txt", max_output), _tail(sandbox / "stderr.txt", max_output)
-        marker = (sandbox / "result.txt").read_text() if (sandbox / "result.txt").is_file() else ""
-        if timed_out:
-            return ExecutionResult(False, "timeout", f"time limit of {timeout} s exceeded", stdout, stderr, seconds)
-        if code == 0 and marker == PASS_MARKER:
-            return ExecutionResult(True, "passed", "", stdout, stderr, seconds)
+        raw = _read_verdict(verdict_r)
+        os.close(verdict_r)
+        stdout, stderr = _tail(host / "stdout.txt", max_output), _tail(host / "stderr.txt", max_output)
+    if timed_out:
+        return ExecutionResult(False, "timeout", f"time limit of {timeout} s exceeded", stdout, stderr, seconds, works)
+    try:
+        verdict = json.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError):
+        verdict = None
+    if not isinstance(verdict, dict) or not secrets.compare_digest(str(verdict.get("nonce", "")), nonce):
+        code = proc.returncode
+        if code is not None and code < 0 and -code in (signal.SIGXCPU, signal.SIGKILL) and seconds >= timeout * 0.9:
+            return ExecutionResult(False, "timeout", f"CPU limit of {timeout} s exceeded", stdout, stderr, seconds, works)
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
-        error = lines[-1] if lines else (f"exit code {code}" if code else "exited before the tests finished")
-        return ExecutionResult(False, "failed", error, stdout, stderr, seconds)
+        why = lines[-1] if lines else f"exit code {code}"
+        return ExecutionResult(False, "failed", f"the test runner gave no verdict ({why})", stdout, stderr, seconds, works)
+    if verdict.get("status") == "passed":
+        return ExecutionResult(True, "passed", "", stdout, stderr, seconds, works)
+    return ExecutionResult(False, "failed", str(verdict.get("error", ""))[:2000] or "failed", stdout, stderr, seconds,
+                           works)
+

@@ -1,4 +1,5 @@
-"""The sandboxed executor: bad programs fail cleanly and never hang or reach outside."""
+"""The sandboxed executor: bad programs fail cleanly and never hang or reach outside.
+(`test_sandbox_redteam.py` holds the attacks; this file the ordinary behaviour.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import time
 
 import pytest
 
-from nexus.execution import run_program
+from nexus import execution
+from nexus.execution import SandboxUnavailable, run_program
 
 GOOD = "def add(a, b):\n    return a + b\n"
 TESTS = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
@@ -35,11 +37,11 @@ def test_syntax_error_and_sys_exit_do_not_pass():
 
 def test_fork_bomb_and_subprocesses_are_refused():
     bomb = run_program("import os\nwhile True:\n    os.fork()\n", TESTS, timeout=3.0)
-    assert not bomb.passed and "os.fork is not allowed" in bomb.error
+    assert not bomb.passed and "Operation not permitted" in bomb.error
     shell = run_program("import subprocess\nsubprocess.run(['echo', 'hi'])\n", TESTS)
-    assert not shell.passed and "not allowed" in shell.error
-    system = run_program("import os\nos.system('echo hi')\n", TESTS)
-    assert not system.passed and "os.system is not allowed" in system.error
+    assert not shell.passed and "Operation not permitted" in shell.error
+    system = run_program(GOOD + "import os\nassert os.system('echo hi') == 0\n", TESTS)
+    assert not system.passed
 
 
 def test_output_flood_is_cut_and_reported():
@@ -54,9 +56,9 @@ def test_files_outside_the_sandbox_cannot_be_read_or_written(tmp_path):
     secret.write_text("do not read")
     target = tmp_path / "written.txt"
     read = run_program(GOOD + f"open({str(secret)!r}).read()\n", TESTS)
-    assert not read.passed and "outside the sandbox" in read.error
+    assert not read.passed and "No such file or directory" in read.error  # not even visible
     write = run_program(GOOD + f"open({str(target)!r}, 'w').write('x')\n", TESTS)
-    assert not write.passed and "outside the sandbox" in write.error and not target.exists()
+    assert not write.passed and not target.exists()
     remove = run_program(GOOD + f"import os\nos.remove({str(secret)!r})\n", TESTS)
     assert not remove.passed and secret.exists()
     inside = run_program(GOOD + "open('scratch.txt', 'w').write('ok')\nassert open('scratch.txt').read() == 'ok'\n", TESTS)
@@ -65,7 +67,7 @@ def test_files_outside_the_sandbox_cannot_be_read_or_written(tmp_path):
 
 def test_network_and_memory_hogs_fail():
     net = run_program(GOOD + "import socket\nsocket.create_connection(('127.0.0.1', 9))\n", TESTS)
-    assert not net.passed and "not allowed" in net.error
+    assert not net.passed and "Operation not permitted" in net.error
     hog = run_program(GOOD + "x = bytearray(4 * 1024 ** 3)\n", TESTS, memory_mb=512)
     assert not hog.passed and "MemoryError" in hog.error
 
@@ -81,3 +83,41 @@ def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail():
     train, held = split_problems(problems, 0.5, seed=0)
     assert len(train) == 82 and not {p.task_id for p in train} & {p.task_id for p in held}
     assert truncate_completion("    return 1\n\ndef other():\n    pass") == "    return 1\n"
+
+
+def test_program_output_and_its_exceptions_reach_the_result():
+    printed = run_program(GOOD + "print('loaded')\n", "print(add(1, 2))\nassert add(1, 2) == 3\n")
+    assert printed.passed and printed.stdout.splitlines() == ["loaded", "3"]
+    raising = run_program("def add(a, b):\n    raise ValueError('no adding today')\n", TESTS)
+    assert not raising.passed and "ValueError: no adding today" in raising.error
+    expected = run_program("def add(a, b):\n    raise KeyError(a)\n",
+                           "try:\n    add(1, 2)\n    raise SystemExit(1)\nexcept KeyError:\n    pass\n")
+    assert expected.passed  # tests may expect a built-in exception from the program
+
+
+def test_plain_data_crosses_intact_and_objects_do_not():
+    program = "def echo(x):\n    return x\ndef obj():\n    return object()\nCONSTANT = {'k': (1, 2.5)}\n"
+    tests = ("for v in [None, True, 3, 2**100, -1.5, float('inf'), 1+2j, 'é', b'\\x00', [1, [2]], (1,), {1: 'a'},"
+             " {1, 2}, frozenset({3})]:\n    r = echo(v)\n    assert r == v and type(r) is type(v), (v, r)\n"
+             "assert CONSTANT == {'k': (1, 2.5)}\n")
+    assert run_program(program, tests).passed
+    refused = run_program(program, "obj()\n")
+    assert not refused.passed and "is not plain data" in refused.error
+
+
+def test_without_an_os_sandbox_it_refuses_unless_allowed(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    execution.sandbox_available.cache_clear()
+    try:
+        with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap.*allow_unsandboxed=True"):
+            run_program(GOOD, TESTS)
+        with pytest.warns(RuntimeWarning, match="WITHOUT an OS sandbox"):
+            result = run_program(GOOD, TESTS, allow_unsandboxed=True)
+        assert result.passed and not result.sandboxed
+        with pytest.warns(RuntimeWarning):  # the verdict still comes from the runner
+            hacked = run_program("class T:\n    def __eq__(s, o): return True\ndef add(a, b):\n    return T()\n",
+                                 TESTS, allow_unsandboxed=True)
+        assert not hacked.passed
+    finally:
+        monkeypatch.undo()
+        execution.sandbox_available.cache_clear()

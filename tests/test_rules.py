@@ -99,7 +99,11 @@ def test_code_tests_run_in_the_sandbox():
     tests = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"
     assert rule("code_tests", "def add(a, b):\n    return a + b\n", tests) == 1.0
     assert rule("code_tests", "def add(a, b):\n    return a - b\n", tests) == 0.0
-    assert rule("code_tests", "import os\nos.system('true')\ndef add(a, b):\n    return a + b\n", tests) == 0.0
+    # a program that needs a shell does not get one: the refused call fails it
+    assert rule("code_tests", "import subprocess\nsubprocess.run(['true'])\ndef add(a, b):\n    return a + b\n",
+                tests) == 0.0
+    hack = "class T:\n    def __eq__(s, o): return True\ndef add(a, b):\n    return T()\n"
+    assert rule("code_tests", hack, tests) == 0.0  # the tests compare with the expected value's type
     # HumanEval style: the prompt is the signature, the response the body.
     assert rule("code_tests", "    return a + b\n", tests, prompt="def add(a, b):\n", include_prompt=True) == 1.0
 
