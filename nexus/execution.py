@@ -147,6 +147,32 @@ def _read_verdict(fd: int, limit: int = 1 << 16) -> bytes:
     return data
 
 
+def _send_and_wait(proc: subprocess.Popen, request: bytes, deadline: float) -> bool:
+    """Write the runner's request, close its stdin and wait for the exit until `deadline`
+    (perf_counter time); False on timeout. Waits on a pidfd where there is one, which wakes at the
+    exit itself rather than at the next poll of `Popen.wait(timeout)`."""
+    try:
+        proc.stdin.write(request)
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):  # the runner is gone already; its exit status tells
+        pass
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is None:
+        try:
+            proc.wait(timeout=max(deadline - time.perf_counter(), 0))
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        ready, _, _ = select.select([pidfd], [], [], max(deadline - time.perf_counter(), 0))
+    finally:
+        os.close(pidfd)
+    return bool(ready)
+
+
 def run_program(program: str, tests: str, timeout: float = 5.0, memory_mb: int = 1024,
                 max_output: int = 10_000, *, allow_unsandboxed: bool = False) -> ExecutionResult:
     """Execute `program`, then `tests` against it (Python source), in the sandbox.
@@ -200,9 +226,7 @@ def run_program(program: str, tests: str, timeout: float = 5.0, memory_mb: int =
             finally:
                 os.close(verdict_w)
             try:
-                proc.communicate(request, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+                timed_out = not _send_and_wait(proc, request, start + timeout)
             finally:
                 try:  # the whole group; with bwrap this kills the namespace's init and so everything in it
                     os.killpg(proc.pid, signal.SIGKILL)
