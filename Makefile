@@ -12,7 +12,6 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := run
 
 $(VENV)/.installed: setup.py
-	@$(MAKE) --no-print-directory sandbox
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
@@ -20,7 +19,7 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install -q --no-deps $(NODEPS_PKGS)
 	touch $@
 
-install: $(VENV)/.installed
+install: sandbox $(VENV)/.installed
 
 # The OS sandbox for model-generated code (bubblewrap). Installed where this user can (root with
 # apt-get, dnf or pacman); otherwise a note says how, and code execution refuses to run until then.
