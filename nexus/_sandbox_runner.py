@@ -271,7 +271,8 @@ class Channel:
         try:
             message = receive(self.from_candidate)
         except EOFError:
-            raise ProgramError("the program exited before its functions could be tested") from None
+            raise ProgramError("the program's process ended before it answered (it exited, crashed "
+                               "or hit a limit)") from None
         if type(message) is not dict:
             raise ProgramError("malformed message from the program")
         return message
