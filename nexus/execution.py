@@ -50,6 +50,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 RUNNER = Path(__file__).with_name("_sandbox_runner.py")
+# Bumped whenever what counts as a pass changes, so cached execution labels are not reused across it.
+EXECUTOR_VERSION = "bwrap-runner-1"
 INSTALL_HINT = ("install bubblewrap: `apt-get install bubblewrap` (Debian/Ubuntu), `dnf install bubblewrap` "
                 "(Fedora/RHEL) or `pacman -S bubblewrap` (Arch); it also needs unprivileged user namespaces "
                 "(`sysctl kernel.unprivileged_userns_clone=1` on older Debian kernels) unless run as root")

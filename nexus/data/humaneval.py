@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from nexus.execution import ExecutionResult, run_program
+from nexus.execution import EXECUTOR_VERSION, ExecutionResult, run_program
 
 # Where a completion ends (the convention of Chen et al. 2021's evaluation): the next top-level block.
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
@@ -88,13 +88,15 @@ def execute_cached(problems: list[Problem], completions: list[str], timeout: flo
     """`execute` for every (problem, completion), in parallel sandboxes, cached on disk.
 
     Returns per input {"passed", "status", "error"}. The cache file is keyed by the task ids, the
-    completions and the timeout, so a rerun of the same samples reads its labels back at once.
+    completions, the timeout and the executor's version (labels of an older executor are not
+    reused), so a rerun of the same samples reads its labels back at once.
     """
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     from nexus.backbones.packaged import cache_dir as default_cache
 
-    payload = json.dumps({"tasks": [p.task_id for p in problems], "completions": completions, "timeout": timeout})
+    payload = json.dumps({"tasks": [p.task_id for p in problems], "completions": completions, "timeout": timeout,
+                          "executor": EXECUTOR_VERSION})
     key = hashlib.sha256(payload.encode()).hexdigest()[:16]
     path = Path(cache_dir or default_cache() / "executions") / f"{key}.json"
     if path.is_file():
