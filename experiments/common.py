@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +12,39 @@ from omegaconf import DictConfig, OmegaConf
 from nexus.data import arithmetic
 from nexus.data.formats import PairwiseExample, read_jsonl, read_pairwise
 from nexus.data.formats import flip_preferences
+from nexus.calibration import UninformativePairsError
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import plot_reliability, write_report
+from nexus.validation import check_config_sizes, check_positive_int
+
+
+# Integer sizes of the config sections and their smallest allowed values (a key a study does not
+# use is simply absent). Lists of sizes (`ns`, `n_members`, `n_labels`) are checked element-wise.
+DATA_SIZES = {"n_train": 1, "n_eval": 1, "n_calibration": 0}
+EXPERIMENT_SIZES = {
+    "n_pool": 1, "n_eval": 1, "seed_size": 1, "acquire": 1, "rounds": 1, "pair_draws": 2, "n_problems": 1,
+    "n_candidates": 1, "bootstrap_resamples": 1, "n_train_problems": 1, "n_test_problems": 1, "n_train": 1,
+    "n_pairs": 1, "max_train_tasks": 1, "max_test_tasks": 1, "train_samples": 1, "workers": 1,
+}
+EXPERIMENT_SIZE_LISTS = {"ns": 1, "n_members": 1, "n_labels": 1}
+
+
+def check_experiment_sizes(exp: DictConfig) -> None:
+    """Raise ValueError naming `experiment.<key>` for a size out of range: the counts of
+    `EXPERIMENT_SIZES`, every entry of the lists of `EXPERIMENT_SIZE_LISTS`, and best-of-n sizes
+    `ns` no larger than the pool, `n_candidates`."""
+    check_config_sizes(exp, EXPERIMENT_SIZES, "experiment")
+    for key, minimum in EXPERIMENT_SIZE_LISTS.items():
+        values = exp.get(key)
+        if values is None or not OmegaConf.is_list(values) and not isinstance(values, (list, tuple)):
+            continue
+        if not values:
+            raise ValueError(f"experiment.{key}=[]: expected a non-empty list of integers >= {minimum}")
+        for i, value in enumerate(values):
+            check_positive_int(f"experiment.{key}[{i}]", value, minimum)
+    if exp.get("ns") and exp.get("n_candidates") is not None and max(exp.ns) > exp.n_candidates:
+        raise ValueError(f"experiment.ns: max {max(exp.ns)} exceeds experiment.n_candidates={exp.n_candidates} "
+                         "(best-of-n draws n of the N candidates of a pool)")
 
 
 @dataclass
@@ -29,6 +61,7 @@ def load_data(data: DictConfig, train_format: str = "pairwise") -> RunData:
     """The data named by the `data` config group: training examples in `train_format`
     (pairwise, outcome or process: what the model trains on), evaluation pairs always pairwise."""
     if data.name == "arithmetic":
+        check_config_sizes(data, DATA_SIZES, "data")
         make = lambda n, seed, split, kind="pairwise": (  # noqa: E731
             arithmetic.generate(n, seed, arithmetic.SPLITS[split])[kind])
         train = make(data.n_train, data.train_seed, data.train_split, train_format)
@@ -46,14 +79,30 @@ def load_data(data: DictConfig, train_format: str = "pairwise") -> RunData:
 
 
 def calibrate(rm, pairs: list[PairwiseExample] | None) -> float | None:
-    """Fit the RM's preference temperature on validation pairs (None: leave T = 1)."""
+    """Fit the RM's preference temperature on validation pairs (None: leave T = 1).
+
+    Too few distinct pairs is a data error and raises (`RewardModel.calibrate`); a model that ties
+    too many of them (e.g. a rules RM whose scores cannot tell the two sides apart) keeps T = 1
+    with a warning, so a study comparing several RMs still reports it.
+    """
     if not pairs:
         return None
-    return rm.calibrate([p.prompt for p in pairs], [p.chosen for p in pairs], [p.rejected for p in pairs])
+    try:
+        return rm.calibrate([p.prompt for p in pairs], [p.chosen for p in pairs], [p.rejected for p in pairs])
+    except UninformativePairsError as err:
+        warnings.warn(f"{type(rm).__name__}: preference temperature left at 1: {err}", stacklevel=2)
+        return None
 
 
 def evaluation_report(rm, evals: dict, out_dir: Path, extra_columns: dict | None = None) -> str:
-    """Evaluate on every set, write metrics/table/reliability plot into `out_dir`, return the table."""
+    """Evaluate on every set, write metrics/table/reliability plot into `out_dir`, return the table.
+
+    With no evaluation sets the report is one row, `eval_set: none` and `extra_columns` (what the
+    caller knows, e.g. training metrics), and no plot is drawn.
+    """
+    if not evals:
+        return write_report(out_dir, [{"eval_set": "none", **(extra_columns or {})}],
+                            {"note": "no evaluation sets were given (data.eval_files is empty)"})
     rows, curves = [], {}
     for name, pairs in evals.items():
         scores = score_pairs(rm, pairs)

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import set_seed
 
-from experiments.common import RunData, calibrate, configure_logger, load_data, log_study
+from experiments.common import RunData, calibrate, check_experiment_sizes, configure_logger, load_data, log_study
 from experiments.process_vs_outcome import make_policy
 from nexus import metrics
 from nexus.data import arithmetic
@@ -190,8 +190,7 @@ def evaluate_family(cfg: DictConfig, family: str, data: dict, pools: dict, out_d
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     """Every family, the baselines, the report files; returns {"rows", "selection", ...}."""
     exp = cfg.experiment
-    if exp.n_candidates < max(exp.ns):
-        raise ValueError(f"experiment.ns: max {max(exp.ns)} exceeds experiment.n_candidates={exp.n_candidates}")
+    check_experiment_sizes(exp)
     unknown = [r for r in exp.rules if r not in (*SELECTION_RULES, "weighted_vote")]
     if unknown:
         raise ValueError(f"experiment.rules: {unknown[0]!r} is not one of {(*SELECTION_RULES, 'weighted_vote')}")

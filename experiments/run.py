@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from experiments.common import save_config
+from experiments.common import check_experiment_sizes, save_config
 
 
 def studies() -> dict:
@@ -31,6 +31,7 @@ def main(cfg: DictConfig) -> None:
     known = studies()
     if cfg.experiment.name not in known:
         raise ValueError(f"experiment.name={cfg.experiment.name!r}: expected one of {sorted(known)}")
+    check_experiment_sizes(cfg.experiment)
     save_config(cfg, out_dir)
     known[cfg.experiment.name](cfg, out_dir)
 

@@ -1,7 +1,9 @@
 """Train a reward model: `python -m experiments.train model=scalar backbone=arith-lm ...`.
 
 Writes into the Hydra run directory: config.yaml, the final model (`model/`,
-safetensors + config.json), metrics.json/.csv, results.md and reliability.png.
+safetensors + config.json), metrics.json/.csv, results.md and reliability.png. Without evaluation
+sets (`data=jsonl` with no `data.eval_files`) the report holds the training metrics alone (one row,
+`eval_set: none`) and there is no reliability plot.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from omegaconf import DictConfig
 from transformers import set_seed
 
 from experiments.common import calibrate, configure_logger, evaluation_report, load_data, save_config
+from nexus.checkpoint import check_save_target
 from nexus.training import RewardTrainer
 
 
@@ -23,11 +26,16 @@ def run(cfg: DictConfig, out_dir: Path):
     set_seed(cfg.seed)
     backbone = instantiate(cfg.backbone)
     model = instantiate(cfg.model, backbone=backbone)
+    # Refuse a save_dir holding someone else's files now, not after the training it would waste.
+    check_save_target(Path(cfg.save_dir), type(model), overwrite=True)
     data = load_data(cfg.data, model.data_format)
     pairwise = model.data_format == "pairwise"
     # Mid-training evaluation reads the training format, so it runs for pairwise families only;
     # every family gets the held-out pairwise evaluation at the end.
-    overrides = {} if pairwise else {"eval_strategy": "no"}
+    overrides = {} if pairwise and data.evals else {"eval_strategy": "no"}
+    if not data.evals:
+        print("no evaluation sets (data.eval_files is empty): no evaluation during training, and the "
+              "report holds the training metrics only", flush=True)
     args = instantiate(cfg.trainer, report_to=configure_logger(cfg.logger), **overrides)
     first_eval = next(iter(data.evals.values()), None) if pairwise else None
     trainer = RewardTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=first_eval)
@@ -41,12 +49,14 @@ def run(cfg: DictConfig, out_dir: Path):
     temperature = calibrate(model, data.calibration)
     if temperature is not None:
         print(f"preference temperature fitted on {len(data.calibration)} validation pairs: {temperature:.3f}")
-    model.save_pretrained(cfg.save_dir)
+    model.save_pretrained(cfg.save_dir, overwrite=True)  # the run's own model: a rerun in its folder replaces it
     examples_per_s = result.metrics["train_samples_per_second"]
     columns = {"model": model.model_type, "backbone": cfg.backbone.name_or_path,
+               "train_examples": len(data.train), "train_loss": round(result.training_loss, 4),
                "train_examples_per_s": round(examples_per_s, 1), "train_s": round(train_seconds, 1)}
     table = evaluation_report(model, data.evals, out_dir, columns)
-    print(f"\nheld-out evaluation ({out_dir}):\n{table}\nmodel saved to {cfg.save_dir}", flush=True)
+    heading = "held-out evaluation" if data.evals else "training only, no evaluation sets"
+    print(f"\n{heading} ({out_dir}):\n{table}\nmodel saved to {cfg.save_dir}", flush=True)
     return model
 
 

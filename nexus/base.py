@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,9 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+from nexus import checkpoint
+from nexus.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from nexus.validation import check_positive_int
 
 
 @dataclass
@@ -47,6 +47,15 @@ def _check_sequence(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a sequence (list or tuple) of strings, got {type(value).__name__}")
 
 
+def _check_encodable(name: str, text: str) -> None:
+    """Raise ValueError if `text` holds a lone surrogate (U+D800-U+DFFF), which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{name} has a lone surrogate {text[err.start]!r} at character {err.start}: "
+                         "not valid Unicode text") from None
+
+
 def validate_inputs(prompts: Sequence[str], responses: Sequence, accepts_steps: bool = False) -> None:
     """Raise ValueError naming the offending index for bad `score`/`compare` input."""
     _check_sequence("prompts", prompts)
@@ -58,16 +67,24 @@ def validate_inputs(prompts: Sequence[str], responses: Sequence, accepts_steps: 
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise ValueError(f"prompts[{i}] is {type(prompt).__name__}, expected str")
+        _check_encodable(f"prompts[{i}]", prompt)
     for i, response in enumerate(responses):
         if isinstance(response, str):
+            _check_encodable(f"responses[{i}]", response)
             continue
         if accepts_steps and isinstance(response, Sequence):
             bad = [j for j, step in enumerate(response) if not isinstance(step, str)]
             if not bad:
+                for j, step in enumerate(response):
+                    _check_encodable(f"responses[{i}][{j}]", step)
                 continue
             raise ValueError(f"responses[{i}][{bad[0]}] is {type(response[bad[0]]).__name__}, expected str")
         expected = "str or a sequence of step strings" if accepts_steps else "str"
         raise ValueError(f"responses[{i}] is {type(response).__name__}, expected {expected}")
+
+
+def _hashable(response: str | Sequence[str]) -> str | tuple[str, ...]:
+    return response if isinstance(response, str) else tuple(response)
 
 
 def _length(response: str | Sequence[str]) -> int:
@@ -81,8 +98,7 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[i
     batch rather than its row count: short inputs go many to a batch, long ones few. A row longer
     than the budget on its own still has to be scored, so it goes alone.
     """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens={max_tokens}: expected a positive number of tokens per batch")
+    check_positive_int("max_tokens", max_tokens)
     batches: list[list[int]] = []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
         # sorted longest first, so a batch's first row is its longest
@@ -176,10 +192,13 @@ class RewardModel(nn.Module, ABC):
     data_format: ClassVar[str] = "pairwise"
     # Whether `_score_packed` exists: `score` then reads a prompt shared by several inputs once.
     packs_prompts: ClassVar[bool] = False
+    # Top-level names (fnmatch patterns) `_save_extra` writes beside config.json and model.safetensors;
+    # a folder holding anything else is not a checkpoint of this family (nexus.checkpoint).
+    saved_entries: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, batch_size: int = 32):
         super().__init__()
-        self.batch_size = batch_size
+        self.batch_size = check_positive_int("batch_size", batch_size)
         # Temperature of `compare`'s probability (1: uncalibrated); `calibrate` fits it and,
         # as a buffer, it is saved in model.safetensors with the weights.
         self.register_buffer("temperature", torch.ones(()))
@@ -212,6 +231,14 @@ class RewardModel(nn.Module, ABC):
     def _check_inputs(self, prompts: Sequence[str], responses: Sequence) -> None:
         """Family-specific input checks before batching; errors name the input index."""
 
+    def _check_batching(self, batch_size: int | None, max_tokens: int | None = None) -> None:
+        """Raise ValueError naming the option for a batch size or token budget that is not a positive
+        integer: the call's arguments (None: use the model's) and the model's own attributes."""
+        check_positive_int("batch_size", batch_size, allow_none=True)
+        check_positive_int("max_tokens", max_tokens, allow_none=True)
+        check_positive_int(f"{type(self).__name__}.batch_size", self.batch_size)
+        check_positive_int(f"{type(self).__name__}.max_tokens", getattr(self, "max_tokens", None), allow_none=True)
+
     def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
         """Tokens per input for token-budget batching (capped at the backbone's max_length).
 
@@ -228,10 +255,10 @@ class RewardModel(nn.Module, ABC):
     def _batches(self, prompts: Sequence[str], responses: Sequence, batch_size: int | None,
                  max_tokens: int | None) -> list[list[int]]:
         """Input indices per batch: sorted by length, then cut by a token budget or a row count."""
-        max_tokens = max_tokens or self.max_tokens
-        if max_tokens:
+        max_tokens = self.max_tokens if max_tokens is None else max_tokens
+        if max_tokens is not None:
             return token_budget_batches(self._token_lengths(prompts, responses), max_tokens)
-        size = batch_size or self.batch_size
+        size = self.batch_size if batch_size is None else batch_size
         order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + _length(responses[i])))
         return [order[start:start + size] for start in range(0, len(order), size)]
 
@@ -255,7 +282,7 @@ class RewardModel(nn.Module, ABC):
                         max_tokens: int | None) -> tuple[list[list[PromptGroup]], list[int]]:
         """Batches of prompt groups to pack (`prompt_groups`, cut by the token budget) and the
         indices of the inputs to score alone."""
-        budget = max_tokens or self.max_tokens or PACKED_MAX_TOKENS
+        budget = next((b for b in (max_tokens, self.max_tokens) if b is not None), PACKED_MAX_TOKENS)
         ids = self.backbone.token_ids(prompts, responses)
         groups, alone = prompt_groups(prompts, ids, self.backbone.max_length, budget)
         return [[groups[g] for g in idx] for idx in token_budget_batches([g.tokens for g in groups], budget)], alone
@@ -277,7 +304,10 @@ class RewardModel(nn.Module, ABC):
         response is valid and gets a score; bad input raises ValueError naming the index.
         `progress=True` shows a tqdm bar over batches. With a normaliser set
         (`set_normalizer`) and `normalize=True`, rewards are normalised over the whole call.
+        `batch_size` and `max_tokens` must be integers >= 1 (or None); strings must be valid Unicode
+        (a lone surrogate such as "\ud800" cannot be encoded), else ValueError naming the index.
         """
+        self._check_batching(batch_size, max_tokens)
         validate_inputs(prompts, responses, self.accepts_steps)
         self._check_inputs(prompts, responses)
         was_training = self.training
@@ -349,54 +379,77 @@ class RewardModel(nn.Module, ABC):
 
         Temperature scaling (Guo et al. 2017): one scalar T divides the preference log-odds,
         so accuracy and ranking are unchanged and only the confidence moves.
-        """
-        from nexus.calibration import fit_temperature
 
+        Needs at least `MIN_CALIBRATION_PAIRS` (10) distinct (prompt, chosen, rejected) pairs, and as
+        many of them with a preference log-odds other than 0 (pairs the model ties say nothing
+        about T); else ValueError (`UninformativePairsError` for the second) giving both counts, and T
+        is left as it was. A fitted T on a search bound warns (see `fit_temperature`).
+        """
+        from nexus.calibration import MIN_CALIBRATION_PAIRS, UninformativePairsError, fit_temperature, informative
+
+        validate_inputs(prompts, chosen, self.accepts_steps)
         validate_inputs(prompts, rejected, self.accepts_steps)
+        first: dict[tuple, int] = {}  # each distinct pair -> its first index
+        for i, key in enumerate(zip(prompts, map(_hashable, chosen), map(_hashable, rejected))):
+            first.setdefault(key, i)
+        if len(first) < MIN_CALIBRATION_PAIRS:
+            raise ValueError(f"calibrate: {len(first)} distinct (prompt, chosen, rejected) pairs given "
+                             f"({len(prompts)} in all); fitting a temperature needs at least {MIN_CALIBRATION_PAIRS}")
         logits = self.preference_logits(self.score(prompts, chosen, normalize=False),
                                         self.score(prompts, rejected, normalize=False))
+        useful = int(informative(logits.double().numpy()[list(first.values())]).sum())
+        if useful < MIN_CALIBRATION_PAIRS:
+            raise UninformativePairsError(
+                f"calibrate: {useful} of the {len(first)} distinct pairs get a reward difference other than 0 "
+                f"(the model ties the other {len(first) - useful}); fitting a temperature needs at least "
+                f"{MIN_CALIBRATION_PAIRS}")
         self.temperature.fill_(fit_temperature(logits))
         return float(self.temperature)
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write config.json + model.safetensors (+ extras) atomically: temp dir, then rename."""
+    def save_pretrained(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write config.json + model.safetensors (+ the family's `saved_entries`) to the directory `path`.
+
+        `path` may be new or an empty directory; an existing nexus checkpoint is replaced only with
+        `overwrite=True`; anything else (a file, a link, a folder with other content) raises
+        FileExistsError and is left untouched. The checkpoint is written to a `.{name}.tmp-<hex>`
+        sibling, fsynced file by file, renamed into place and the parent directory fsynced, so a
+        reader (or a crash) sees the old checkpoint or the new one, whole. Leftover `.{name}.tmp-*`
+        and `.{name}.old-*` folders of killed saves of that name are then removed. Rules in
+        `nexus.checkpoint`.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        target = Path(os.path.abspath(path))  # "." or "x/.." name a real folder and parent
+        checkpoint.check_save_target(target, type(self), overwrite)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with checkpoint.staging_dir(target) as tmp:
             config = {"model_type": self.model_type, **self.config_dict()}
             if self.normalizer is not None:
                 config["normalizer"] = self.normalizer.to_config()
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
             save_model(self, str(tmp / WEIGHTS_NAME))
             self._save_extra(tmp)
-            _replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            checkpoint.check_written(tmp, type(self))
+            checkpoint.commit(tmp, target, type(self), overwrite)
+        checkpoint.remove_leftovers(target, type(self))
         return path
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardModel":
-        """Load a checkpoint written by `save_pretrained` (safetensors, never pickle)."""
+        """Load a checkpoint written by `save_pretrained` (safetensors, never pickle, no checkpoint code).
+
+        Before the model is built, the one its config describes is built on the `meta` device and
+        compared with model.safetensors' header (`nexus.checkpoint.check_weights`): shape, name or
+        size disagreements, or more parameters than `NEXUS_MAX_PARAMS`, raise ValueError first.
+        """
         path = Path(path)
         config = read_config(path)
+        if checkpoint.building_skeleton():  # inside another checkpoint's check: shapes only, no weights
+            return cls._from_config(config, path)
+        checkpoint.check_weights(lambda: cls._from_config(config, path), path / WEIGHTS_NAME, path)
         model = cls._from_config(config, path)
         load_model(model, str(path / WEIGHTS_NAME), strict=True)
         model.set_normalizer(config.get("normalizer"))
         return model.to(device).eval()
-
-
-def _replace_dir(tmp: Path, path: Path) -> None:
-    """Move `tmp` to `path`; an existing checkpoint is swapped out, then removed."""
-    old = None
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_config(path: Path) -> dict:
@@ -410,6 +463,8 @@ def read_config(path: Path) -> dict:
         config = json.loads(file.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{file}:{err.lineno}: malformed JSON: {err.msg}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{file}: expected a JSON object, got {type(config).__name__}")
     if "model_type" not in config:
         raise ValueError(f"{file}: missing field 'model_type'")
     if not (path / WEIGHTS_NAME).is_file():

@@ -18,18 +18,27 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _columns(rows: Sequence[dict]) -> list:
+    """Every key of `rows`, in first-seen order (rows may differ in their keys)."""
+    return list(dict.fromkeys(key for row in rows for key in row))
+
+
 def markdown_table(rows: Sequence[dict]) -> str:
-    """Rows of dicts (same keys) -> a GitHub Markdown table."""
-    columns = list(rows[0])
+    """Rows of dicts -> a GitHub Markdown table (a missing cell is blank; no rows: "(no rows)")."""
+    if not rows:
+        return "(no rows)"
+    columns = _columns(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def write_csv(path: Path, rows: Sequence[dict]) -> None:
-    """Rows of dicts (the first row's keys are the columns) as a CSV file."""
+    """Rows of dicts as a CSV file, one column per key seen (no rows: an empty file)."""
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if not rows:
+            return
+        writer = csv.DictWriter(f, fieldnames=_columns(rows))
         writer.writeheader()
         writer.writerows(rows)
 

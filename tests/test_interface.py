@@ -88,8 +88,8 @@ def test_save_and_load_round_trip(tmp_path, mixed_inputs, lora):
     assert isinstance(loaded, ScalarRewardModel)
     torch.testing.assert_close(loaded.score(prompts, responses).rewards, rm.score(prompts, responses).rewards,
                                atol=1e-5, rtol=0)
-    # Saving again over an existing checkpoint replaces it whole.
-    rm.save_pretrained(path)
+    # Saving again over an existing checkpoint replaces it whole (with overwrite=True).
+    rm.save_pretrained(path, overwrite=True)
     assert json.loads((path / "config.json").read_text())["model_type"] == "scalar"
 
 

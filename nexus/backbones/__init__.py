@@ -56,7 +56,8 @@ def load_backbone(
         seed: init seed of the tiny random configs.
         pooling: "last" or "mean"; default by architecture (decoder: last, encoder: mean).
         lora: optional LoRA adapters (`LoraSpec` or its fields as a dict).
-        trust_remote_code: off unless the user asks; only for local directories.
+        trust_remote_code: off unless the user asks; only for local directories. Off, a directory
+            whose model type transformers does not know is refused, and its code never runs.
         lm_logprobs: load a decoder with its LM head and append the mean and min token
             log-likelihood to the pooled features (see `Backbone`).
     """
@@ -67,8 +68,14 @@ def load_backbone(
     if directory is None:
         model, tokenizer = build_tiny(name_or_path, seed=seed, with_lm_head=lm_logprobs)
     else:
+        from nexus.checkpoint import checked_hf_config
+
+        auto_class = AutoModelForCausalLM if lm_logprobs else AutoModel
+        # Refuses unknown model types (unless trust_remote_code) and configs that disagree with the
+        # size of the weight files, before anything is allocated.
+        config = checked_hf_config(directory, auto_class, trust_remote_code)
         kwargs = dict(local_files_only=True, trust_remote_code=trust_remote_code)
-        model = (AutoModelForCausalLM if lm_logprobs else AutoModel).from_pretrained(directory, **kwargs)
+        model = auto_class.from_pretrained(directory, config=config, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     return Backbone(model, tokenizer, source=name_or_path, pooling=pooling, max_length=max_length,
                     padding_side=padding_side, lora=lora, lm_logprobs=lm_logprobs)

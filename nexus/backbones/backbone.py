@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,9 +17,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.pooling import POOLERS
+from nexus.validation import check_positive_int
 
 # Model types that read text bidirectionally and are pooled by the masked mean.
 ENCODER_TYPES = {
@@ -27,6 +30,14 @@ ENCODER_TYPES = {
 # The separator between prompt and response for decoders without a chat template;
 # the task LM (`arith-lm`) is trained on exactly this format.
 PLAIN_TEMPLATE = "{prompt}\n\n{response}"
+# max_length when none is given: the model's position limit, but at most this many tokens.
+DEFAULT_MAX_LENGTH = 2048
+# The character pre-cut (`Backbone.clip_text`) keeps max_length x this many characters (or x the
+# longest vocabulary entry, if shorter) before it tokenises; more only makes it keep more text.
+MAX_CHARS_PER_TOKEN = 32
+# A non-whitespace character followed by whitespace: the whitespace starts a new pre-token in
+# every common pre-tokenizer (GPT-2/Llama-3 regexes, BERT, SentencePiece's metaspace).
+_WORD_END = re.compile(r"\S(?=\s)")
 
 
 @dataclass(frozen=True)
@@ -161,8 +172,29 @@ class Backbone(nn.Module):
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:  # e.g. Llama-family: pad with eos, pooling reads the mask
             tokenizer.pad_token = tokenizer.eos_token
-        limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 512)
-        self.max_length = int(max_length or min(limit, 2048))
+        # The most positions the model embeds, where its config says (None: unknown).
+        self.position_limit: int | None = (getattr(model.config, "max_position_embeddings", None)
+                                           or getattr(model.config, "n_positions", None))
+        self._vocab_stats: tuple[int, int, bool] | None = None  # (vocab size, longest entry, per-character)
+        self.max_length = max_length
+
+    @property
+    def max_length(self) -> int:
+        """Most tokens per input; longer inputs keep their last `max_length` tokens (see `collate`)."""
+        return self._max_length
+
+    @max_length.setter
+    def max_length(self, value: int | None) -> None:
+        """Set `max_length`: an integer >= 2 (the last token and one before it), at most the model's
+        position limit where its config gives one; None picks min(position limit, 2048)."""
+        default = min(self.position_limit or 512, DEFAULT_MAX_LENGTH)
+        try:
+            value = check_positive_int("max_length", value, 2, self.position_limit, allow_none=True)
+        except ValueError as err:
+            limit = (f"{self.source} embeds {self.position_limit} positions" if self.position_limit
+                     else f"{self.source} gives no position limit")
+            raise ValueError(f"{err} ({limit}; None picks {default})") from None
+        self._max_length = default if value is None else value
 
     @property
     def hidden_size(self) -> int:
@@ -184,11 +216,68 @@ class Backbone(nn.Module):
             return self.tokenizer.apply_chat_template(messages, tokenize=False)
         return PLAIN_TEMPLATE.format(prompt=prompt, response=response)
 
+    def _vocabulary_stats(self) -> tuple[int, bool]:
+        """(characters the longest vocabulary entry spells, whether every token is one character or
+        byte), the latter for a BPE model without merges such as the byte tokenizer of the tiny
+        backbones. Cached per vocabulary size, since a family may add tokens (the process RM)."""
+        size = len(self.tokenizer)
+        if self._vocab_stats is None or self._vocab_stats[0] != size:
+            longest = max(map(len, self.tokenizer.get_vocab()), default=1)
+            per_char = False
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            if backend is not None:
+                model = json.loads(backend.to_str()).get("model", {})
+                per_char = model.get("type") == "BPE" and not model.get("merges")
+            self._vocab_stats = (size, longest, per_char)
+        return self._vocab_stats[1:]
+
+    def clip_text(self, text: str) -> str:
+        """`text`, or a suffix of it with the same last `max_length` tokens, cut by characters so that
+        a huge string is never tokenised whole (truncation keeps the end of the input anyway).
+
+        A text over max_length x min(longest vocabulary entry, `MAX_CHARS_PER_TOKEN`) characters is cut
+        there; with a tokenizer whose tokens can merge characters, the cut moves back to where a word
+        ends and whitespace starts (at most as far again), since pre-tokenizers split there. The cut is
+        then checked: the suffix, tokenised alone, must hold more than max_length tokens that start
+        past the first word (a per-character tokenizer: past the longest vocabulary entry), which the
+        cut cannot have changed; otherwise (e.g. long whitespace a tokenizer drops) the text is kept
+        whole. So tokenising the result and keeping the last max_length tokens is exactly what
+        tokenising `text` and truncating gives. Slow tokenizers (no offsets) get `text` back.
+        """
+        if not getattr(self.tokenizer, "is_fast", False):
+            return text
+        longest, per_char = self._vocabulary_stats()
+        budget = self.max_length * max(1, min(longest, MAX_CHARS_PER_TOKEN)) + longest
+        if len(text) <= budget:
+            return text
+        start = len(text) - budget
+        if per_char:
+            trusted_from = longest  # a token straddling the cut (an added token) ends before this
+        else:
+            window = text[max(0, start - budget):start + 1]
+            ends = [m.start() for m in _WORD_END.finditer(window)]
+            if not ends:
+                return text
+            start = max(0, start - budget) + ends[-1] + 1
+            following = _WORD_END.search(text, start + 1, start + budget)
+            if following is None:
+                return text
+            trusted_from = following.start() + 1 - start
+        clipped = text[start:]
+        offsets = self.tokenizer(clipped, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        trusted = sum(1 for begin, _ in offsets if begin >= trusted_from)
+        return clipped if trusted > self.max_length else text
+
     def token_ids(self, prompts: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
-        """Token ids per pair, eos-terminated for decoders, not yet truncated or padded."""
+        """Token ids per pair, eos-terminated for decoders, not yet truncated or padded.
+
+        Over-long texts are first cut by characters (`clip_text`; for encoders the prompt and the
+        response each), which leaves the last `max_length` tokens exactly as they would be.
+        """
         if self.is_encoder:
+            prompts, responses = [self.clip_text(p) for p in prompts], [self.clip_text(r) for r in responses]
             return self.tokenizer(list(prompts), list(responses), truncation=False)["input_ids"]
-        texts = [self.format(p, r) for p, r in zip(prompts, responses)]
+        texts = [self.clip_text(self.format(p, r)) for p, r in zip(prompts, responses)]
         add_special = not getattr(self.tokenizer, "chat_template", None)
         ids = self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
         eos = self.tokenizer.eos_token_id
@@ -402,11 +491,17 @@ class Backbone(nn.Module):
 
     @classmethod
     def from_architecture(cls, directory: Path, spec: dict) -> "Backbone":
-        """Rebuild an un-initialised backbone from `save_architecture`'s files and `spec`."""
-        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+        """Rebuild an un-initialised backbone from `save_architecture`'s files and `spec`.
+
+        No code from the checkpoint runs: a model type transformers does not know is refused
+        (`nexus.checkpoint.load_hf_config`) and transformers is called with trust_remote_code=False.
+        """
+        from nexus.checkpoint import load_hf_config
+
+        config = load_hf_config(directory, trust_remote_code=False)
         lm_logprobs = bool(spec.get("lm_logprobs", False))
-        model = (AutoModelForCausalLM if lm_logprobs else AutoModel).from_config(config)
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        model = (AutoModelForCausalLM if lm_logprobs else AutoModel).from_config(config, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
         lora = LoraSpec(**spec["lora"]) if spec.get("lora") else None
         return cls(model, tokenizer, source=spec["source"], pooling=spec["pooling"],
                    max_length=spec["max_length"], padding_side=spec["padding_side"], lora=lora,

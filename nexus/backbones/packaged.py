@@ -13,8 +13,8 @@ the Q4 checkpoint's values, not the original bf16 ones: a small, fixed quantisat
 
     from transformers import AutoModel, AutoTokenizer
     path = packaged_model_dir("smollm2-135m")
-    model = AutoModel.from_pretrained(path, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def packaged_model_dir(name: str) -> Path:
 
     Returns:
         A directory that `AutoModel.from_pretrained(path, local_files_only=True)` and
-        `AutoTokenizer.from_pretrained(path, local_files_only=True)` load. GGUF backbones are
-        converted on the first call (tens of seconds, logged) into `cache_dir()/<name>-<key>`,
+        `AutoTokenizer.from_pretrained(path, local_files_only=True)` load (no remote code needed). GGUF
+        backbones are converted on the first call (tens of seconds, logged) into `cache_dir()/<name>-<key>`,
         `key` a hash of the GGUF file's name and size, so a changed package converts again.
 
     Raises:
@@ -177,7 +177,7 @@ def _convert(gguf_path: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    source = dict(gguf_file=gguf_path.name, local_files_only=True)
+    source = dict(gguf_file=gguf_path.name, local_files_only=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **source)
     # dequantize=True asks for plain dense weights and drops the GGUF quantizer after loading; without
     # it the model keeps a non-serialisable quantizer and `save_pretrained` refuses.
@@ -188,6 +188,6 @@ def _convert(gguf_path: Path, out: Path) -> None:
         raise RuntimeError(f"{gguf_path.name}: transformers left the model GGUF-quantized; cannot save it dense")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    saved = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    saved = AutoTokenizer.from_pretrained(out, local_files_only=True, trust_remote_code=False)
     if tokenizer.chat_template and saved.chat_template != tokenizer.chat_template:
         raise RuntimeError(f"{gguf_path.name}: the chat template did not survive saving the tokenizer to {out}")

@@ -36,5 +36,5 @@ def build_tiny(name: str, seed: int = 0, with_lm_head: bool = False) -> tuple[Pr
     config = _tiny_config(name, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = (AutoModelForCausalLM if with_lm_head else AutoModel).from_config(config)
+        model = (AutoModelForCausalLM if with_lm_head else AutoModel).from_config(config, trust_remote_code=False)
     return model, tokenizer

@@ -17,6 +17,7 @@ import torch
 from nexus.backbones import Backbone
 from nexus.backbones.backbone import shared_prefix_length
 from nexus.data.formats import PairwiseExample
+from nexus.validation import check_positive_int
 
 
 def bootstrap_weights(examples: Sequence[PairwiseExample], n_members: int, seed: int = 0) -> torch.Tensor:
@@ -25,6 +26,7 @@ def bootstrap_weights(examples: Sequence[PairwiseExample], n_members: int, seed:
     Drawn from a hash of each pair's text, so a pair gets the same counts in every epoch and
     process: each member trains on one fixed resample, as an ensemble of bootstraps should.
     """
+    check_positive_int("n_members", n_members)
     rows = []
     for ex in examples:
         key = zlib.crc32("\x00".join((ex.prompt, ex.chosen, ex.rejected)).encode("utf-8"))
@@ -46,7 +48,8 @@ class PairwiseCollator:
     def __init__(self, backbone: Backbone, bootstrap_members: int | None = None, seed: int = 0,
                  share_prompts: bool = False):
         self.backbone = backbone
-        self.bootstrap_members, self.seed = bootstrap_members, seed
+        self.bootstrap_members = check_positive_int("bootstrap_members", bootstrap_members, allow_none=True)
+        self.seed = seed
         self.share_prompts = share_prompts
 
     def _packed(self, prompts: list[str], chosen: list[list[int]], rejected: list[list[int]]) -> dict | None:

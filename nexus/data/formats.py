@@ -17,7 +17,9 @@ import contextlib
 import json
 import math
 import os
+import re
 import stat
+import sys
 import tempfile
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -187,6 +189,44 @@ def _no_constants(name: str) -> Any:
     raise DataFormatError(f"malformed JSON: {name} is not valid JSON")
 
 
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff): the only way a lone surrogate gets into a
+# parsed string, since UTF-8 bytes cannot encode one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _lone_surrogate(obj: dict[str, Any]) -> tuple[str, str, int] | None:
+    """(field, path inside it, character index) of the first string holding a lone surrogate, or None.
+
+    Walks the parsed object without recursion (its depth is bounded only by the JSON parser).
+    Keys are checked too; a surrogate pair written as two escapes is decoded by JSON into one
+    valid character and is fine.
+    """
+    stack: list[tuple[str, str, Any]] = [(key, "", value) for key, value in reversed(obj.items())]
+    for key in obj:
+        if not key.isascii():
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return key, " (its name)", e.start
+    while stack:
+        field, path, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return field, path, e.start
+        elif isinstance(value, list):
+            stack.extend((field, f"{path} index {i}", v) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            for k in value:
+                try:
+                    k.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    return field, f"{path} key {k!r}", e.start
+            stack.extend((field, f"{path} key {k!r}", v) for k, v in reversed(list(value.items())))
+    return None
+
+
 def _parse_line(where: str, raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
@@ -196,10 +236,19 @@ def _parse_line(where: str, raw: bytes) -> dict[str, Any]:
         obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
     except json.JSONDecodeError as e:
         raise DataFormatError(f"{where}: malformed JSON: {e.msg} (column {e.colno})") from None
+    except RecursionError:
+        raise DataFormatError(f"{where}: malformed JSON: nesting too deep (arrays or objects nested more "
+                              f"than about {sys.getrecursionlimit()} levels)") from None
     except DataFormatError as e:
         raise DataFormatError(f"{where}: {e}") from None
     if not isinstance(obj, dict):
         raise DataFormatError(f"{where}: expected a JSON object, got {_type_name(obj)}")
+    if _SURROGATE_ESCAPE.search(raw):
+        found = _lone_surrogate(obj)
+        if found is not None:
+            field, path, index = found
+            raise DataFormatError(f"{where}: field {field!r}{path}: lone surrogate at character {index} (a \\uD800-"
+                                  "\\uDFFF escape without its pair): not valid Unicode text")
     return obj
 
 

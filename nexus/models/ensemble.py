@@ -27,6 +27,7 @@ from nexus.backbones import Backbone, load_backbone
 from nexus.base import RewardModel, RewardOutput
 from nexus.heads import ScalarHead
 from nexus.losses import probit_preference_logits, weighted_preference_loss
+from nexus.validation import check_positive_int
 
 BACKBONE_DIR = "backbone"
 AGGREGATIONS = ("mean", "min", "uwo", "lcb")
@@ -122,6 +123,7 @@ class EnsembleRewardModel(RewardModel):
     """
 
     model_type = "ensemble"
+    saved_entries = (BACKBONE_DIR, f"{BACKBONE_DIR}_[0-9]*")  # member i > 0 in backbone_<i>
 
     def __init__(self, backbone: Backbone, n_members: int = 4, form: str = "shared",
                  member_backbones: list[str] | None = None, head: str = "scalar", head_hidden: int = 256,
@@ -130,8 +132,11 @@ class EnsembleRewardModel(RewardModel):
                  bank_size: int = 1024, consistency_threshold: float = 0.99, seed: int = 0,
                  batch_size: int = 32, members: list[Backbone] | None = None):
         super().__init__(batch_size=batch_size)
-        if n_members < 1 or head not in ("scalar", "gaussian") or aggregation not in AGGREGATIONS or form not in FORMS:
-            raise ValueError(f"EnsembleRewardModel: n_members={n_members} must be >= 1, head={head!r} one of "
+        check_positive_int("n_members", n_members)
+        if consistency_weight:
+            check_positive_int("bank_size", bank_size)
+        if head not in ("scalar", "gaussian") or aggregation not in AGGREGATIONS or form not in FORMS:
+            raise ValueError(f"EnsembleRewardModel: head={head!r} must be one of "
                              f"('scalar', 'gaussian'), aggregation={aggregation!r} one of {AGGREGATIONS}, "
                              f"form={form!r} one of {FORMS}")
         if member_backbones is not None and (form != "independent" or len(member_backbones) != n_members):

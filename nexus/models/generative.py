@@ -56,7 +56,7 @@ def causal_lm_backbone(backbone: Backbone) -> Backbone:
     body = backbone.model.unload() if backbone.lora else backbone.model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        lm = AutoModelForCausalLM.from_config(backbone.hf_config)
+        lm = AutoModelForCausalLM.from_config(backbone.hf_config, trust_remote_code=False)
     lm.base_model.load_state_dict(body.state_dict())
     if tied:
         lm.tie_weights()
@@ -119,6 +119,7 @@ class GenerativeRewardModel(RewardModel):
     """
 
     model_type = "generative"
+    saved_entries = (BACKBONE_DIR, PROMPTS_DIR)
     data_format: ClassVar[str] = "outcome"
     owns_loss: ClassVar[bool] = True  # `forward` returns its own next-token loss (RewardTrainer)
 

@@ -58,6 +58,7 @@ class HybridRewardModel(RewardModel):
     """
 
     model_type = "hybrid"
+    saved_entries = (MODEL_DIR,)
     data_format = "none"
 
     def __init__(self, rules: RulesRewardModel | Mapping, model: RewardModel | str | os.PathLike,
@@ -107,6 +108,7 @@ class HybridRewardModel(RewardModel):
     def score(self, prompts: Sequence[str], responses: Sequence, *, references: Sequence | None = None,
               batch_size: int | None = None, progress: bool = False, normalize: bool = True) -> RewardOutput:
         """Rewards 'b' = alpha * N_rule(rule) + beta * N_model(model), in input order."""
+        self._check_batching(batch_size)
         validate_inputs(prompts, responses)
         rule_out = self.rules.score(prompts, responses, references=references, progress=progress, normalize=False)
         model_out = self.model.score(prompts, responses, batch_size=batch_size or self.batch_size,

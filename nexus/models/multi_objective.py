@@ -100,6 +100,7 @@ class MultiObjectiveRewardModel(RewardModel):
     """
 
     model_type = "multi_objective"
+    saved_entries = (BACKBONE_DIR,)
     owns_loss: ClassVar[bool] = True  # `forward` computes the per-objective loss from the whole batch
 
     def __init__(self, backbone: Backbone, objectives: Sequence[str] = DEFAULT_OBJECTIVES,

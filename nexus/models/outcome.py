@@ -28,6 +28,7 @@ class OutcomeRewardModel(RewardModel):
     `score` returns `rewards: 'b'`, the logit of P(correct) at the last token."""
 
     model_type = "outcome"
+    saved_entries = (BACKBONE_DIR,)
     data_format: ClassVar[str] = "outcome"
 
     def __init__(self, backbone: Backbone, head_hidden: int = 256, dropout: float = 0.1,

@@ -53,6 +53,7 @@ class ProcessRewardModel(RewardModel):
     """Decoder backbone + `ScalarHead` read at each step separator. `forward` returns 'b n' logits."""
 
     model_type = "process"
+    saved_entries = (BACKBONE_DIR,)
     accepts_steps = True
     data_format: ClassVar[str] = "process"
 

@@ -167,6 +167,7 @@ class RulesRewardModel(RewardModel):
     def score(self, prompts: Sequence[str], responses: Sequence, *, references: Sequence | None = None,
               batch_size: int | None = None, progress: bool = False, normalize: bool = True) -> RewardOutput:
         """Rewards 'b' = sum_i w_i f_i, in input order; see the class docstring for `references`."""
+        self._check_batching(batch_size)
         validate_inputs(prompts, responses)
         refs = self.check_references(references, len(prompts))
         return self._normalize_output(self._evaluate(prompts, responses, refs, progress), normalize)

@@ -29,6 +29,7 @@ class ScalarRewardModel(RewardModel):
     """
 
     model_type = "scalar"
+    saved_entries = (BACKBONE_DIR,)
     packs_prompts = True
 
     def __init__(self, backbone: Backbone, head_hidden: int = 256, dropout: float = 0.1, batch_size: int = 32):
@@ -63,8 +64,9 @@ class ScalarRewardModel(RewardModel):
         candidate keeps at least its last token. Encoders (which read both ways), inputs over
         max_length and a single candidate fall back to `score`.
         """
+        self._check_batching(batch_size)
         validate_inputs([prompt] * len(responses), responses)
-        backbone, size = self.backbone, batch_size or self.batch_size
+        backbone, size = self.backbone, self.batch_size if batch_size is None else batch_size
         ids = backbone.token_ids([prompt] * len(responses), responses)
         shared = shared_prefix_length(ids)
         if backbone.is_encoder or len(ids) < 2 or shared < 1 or max(map(len, ids)) > backbone.max_length:

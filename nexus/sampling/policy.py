@@ -122,8 +122,13 @@ class HFPolicy(Policy):
         directory = resolve_backbone_dir(name_or_path)
         if directory is None:
             raise ValueError(f"{name_or_path!r} is a random tiny config; a policy needs a trained LM")
+        from nexus.checkpoint import checked_hf_config
+
+        # Unknown model types (unless trust_remote_code) and configs that disagree with the size of
+        # the weight files are refused before anything is allocated.
+        config = checked_hf_config(directory, AutoModelForCausalLM, trust_remote_code)
         kwargs = dict(local_files_only=True, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForCausalLM.from_pretrained(directory, **kwargs).to(device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(directory, config=config, **kwargs).to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:

@@ -19,6 +19,7 @@ from transformers import Trainer, TrainingArguments
 
 from nexus import losses, metrics
 from nexus.data.collators import IGNORE
+from nexus.validation import check_positive_int
 
 
 @dataclass
@@ -32,6 +33,23 @@ class RewardTrainingArguments(TrainingArguments):
     label_smoothing: float = field(default=0.0, metadata={"help": "preference label 1 - eps, for noisy labels"})
     remove_unused_columns: bool = False
     report_to: str | list[str] = "none"
+
+    def __post_init__(self) -> None:
+        """Refuse sizes the Trainer would ignore or fail on later: batch sizes and accumulation
+        steps must be integers >= 1, `max_steps` -1 (use `num_train_epochs`) or >= 1, and
+        `num_train_epochs` a number > 0; errors name the option and the allowed range."""
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            check_positive_int(name, getattr(self, name))
+        if self.max_steps != -1:
+            try:
+                check_positive_int("max_steps", self.max_steps)
+            except ValueError:
+                raise ValueError(f"max_steps={self.max_steps!r}: expected an integer >= 1, or -1 to train for "
+                                 "num_train_epochs") from None
+        epochs = self.num_train_epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not 0 < epochs < float("inf"):
+            raise ValueError(f"num_train_epochs={epochs!r}: expected a number > 0")
+        super().__post_init__()
 
 
 def pairwise_metrics(eval_pred) -> dict[str, float]:
