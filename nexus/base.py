@@ -422,9 +422,9 @@ class RewardModel(nn.Module, ABC):
         checkpoint.check_save_target(target, type(self), overwrite)
         target.parent.mkdir(parents=True, exist_ok=True)
         with checkpoint.staging_dir(target) as tmp:
-            config = {"model_type": self.model_type, **self.config_dict()}
-            if self.normalizer is not None:
-                config["normalizer"] = self.normalizer.to_config()
+            # Constructor arguments at the top level; state set after construction (the reward
+            # normaliser) in its own section, so loading never passes it to a constructor.
+            config = {"model_type": self.model_type, **self.config_dict(), "saved_state": self._saved_state()}
             (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
             save_model(self, str(tmp / WEIGHTS_NAME))
             self._save_extra(tmp)
@@ -443,13 +443,34 @@ class RewardModel(nn.Module, ABC):
         """
         path = Path(path)
         config = read_config(path)
+        state = split_saved_state(config)
         if checkpoint.building_skeleton():  # inside another checkpoint's check: shapes only, no weights
             return cls._from_config(config, path)
         checkpoint.check_weights(lambda: cls._from_config(config, path), path / WEIGHTS_NAME, path)
         model = cls._from_config(config, path)
         load_model(model, str(path / WEIGHTS_NAME), strict=True)
-        model.set_normalizer(config.get("normalizer"))
+        model.set_normalizer(state.get("normalizer"))
         return model.to(device).eval()
+
+    def _saved_state(self) -> dict:
+        """What config.json's "saved_state" holds: state set after construction (not the
+        temperature, a buffer saved with the weights)."""
+        return {"normalizer": None if self.normalizer is None else self.normalizer.to_config()}
+
+
+# Keys of config.json that are saved state rather than constructor arguments. Checkpoints written
+# before "saved_state" existed keep "normalizer" at the top level.
+SAVED_STATE_KEYS = ("normalizer",)
+
+
+def split_saved_state(config: dict) -> dict:
+    """Remove the saved state from `config` (in place) and return it, from "saved_state" or, for
+    older checkpoints, from the top level; what remains is the constructor arguments."""
+    state = {key: config.pop(key) for key in SAVED_STATE_KEYS if key in config}
+    saved = config.pop("saved_state", None) or {}
+    if not isinstance(saved, dict):
+        raise ValueError(f"config.json: \"saved_state\" must be a JSON object, got {type(saved).__name__}")
+    return {**state, **saved}
 
 
 def read_config(path: Path) -> dict:

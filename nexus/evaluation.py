@@ -43,16 +43,24 @@ def score_pairs(rm: RewardModel, pairs: Sequence[PairwiseExample]) -> PairwiseSc
     prompts = [p.prompt for p in pairs]
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     start = time.perf_counter()
-    out = rm.score(prompts + prompts, responses, progress=len(responses) > 2000)
+    raw = rm.score(prompts + prompts, responses, progress=len(responses) > 2000, normalize=False)
+    # The rewards as `score` returns them (normalised over this one call where a normaliser is
+    # set); the preference log-odds from the raw rewards, as `compare` and `calibrate` read them,
+    # so a fitted temperature divides the scale it was fitted on.
+    out = raw if rm.normalizer is None else rm.normalizer.apply(raw)
     seconds = time.perf_counter() - start
     n = len(pairs)
-    half = lambda part: RewardOutput(**{  # noqa: E731
+    chosen, rejected = _part(out, slice(0, n)), _part(out, slice(n, 2 * n))
+    logits = rm.preference_logits(_part(raw, slice(0, n)), _part(raw, slice(n, 2 * n))).double().numpy()
+    return PairwiseScores(chosen, rejected, logits, float(rm.temperature), seconds)
+
+
+def _part(out: RewardOutput, part: slice) -> RewardOutput:
+    """The inputs `part` of one `score` output (every per-input field sliced alike)."""
+    return RewardOutput(**{
         field: None if value is None else (
             {k: v[part] for k, v in value.items()} if isinstance(value, dict) else value[part])
         for field, value in vars(out).items()})
-    chosen, rejected = half(slice(0, n)), half(slice(n, 2 * n))
-    logits = rm.preference_logits(chosen, rejected).double().numpy()
-    return PairwiseScores(chosen, rejected, logits, float(rm.temperature), seconds)
 
 
 def evaluate_pairwise(rm: RewardModel, pairs: Sequence[PairwiseExample], n_bins: int = 10) -> dict[str, float]:

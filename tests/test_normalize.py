@@ -194,7 +194,7 @@ def test_fixed_statistics_are_applied_by_score_and_saved(tmp_path, scalar_rm):
     # compare stays Bradley-Terry on the raw rewards.
     torch.testing.assert_close(scalar_rm.compare(PROMPTS, RESPONSES, RESPONSES[::-1]), compare_before)
     path = scalar_rm.save_pretrained(tmp_path / "rm")
-    config = json.loads((path / "config.json").read_text())["normalizer"]
+    config = json.loads((path / "config.json").read_text())["saved_state"]["normalizer"]
     assert config["kind"] == "fixed" and config["count"] == len(PROMPTS)
     loaded = nexus.load(path)
     torch.testing.assert_close(loaded.score(PROMPTS[:1], RESPONSES[:1]).rewards, normalised.rewards[:1],

@@ -235,7 +235,7 @@ def test_rules_save_load_round_trip(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((path / "config.json").read_text())
     assert config["functions"] == [{"name": "length", "low": 2, "high": 4}, {"name": "bleu"}]
-    assert config["weights"] == [0.5, 3.0] and config["normalizer"]["kind"] == "fixed"
+    assert config["weights"] == [0.5, 3.0] and config["saved_state"]["normalizer"]["kind"] == "fixed"
     loaded = nexus.load(path)
     assert isinstance(loaded, RulesRewardModel) and loaded.device == torch.device("cpu")
     torch.testing.assert_close(loaded.score(prompts, responses, references=refs).rewards,

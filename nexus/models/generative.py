@@ -438,8 +438,7 @@ class GenerativeRewardModel(RewardModel):
 
     @classmethod
     def _from_config(cls, config: dict, directory: Path) -> "GenerativeRewardModel":
-        # "normalizer" is the base class's (applied by `from_pretrained`), not a constructor argument
-        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone", "prompt_dir", "normalizer")}
+        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone", "prompt_dir")}
         backbone = Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"])
         model = cls(backbone, prompt_dir=str(directory / PROMPTS_DIR), **kwargs)
         model.prompt_dir = config.get("prompt_dir")  # where the user's templates came from, as first saved

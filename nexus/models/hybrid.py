@@ -106,13 +106,16 @@ class HybridRewardModel(RewardModel):
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, references: Sequence | None = None,
-              batch_size: int | None = None, progress: bool = False, normalize: bool = True) -> RewardOutput:
-        """Rewards 'b' = alpha * N_rule(rule) + beta * N_model(model), in input order."""
-        self._check_batching(batch_size)
+              batch_size: int | None = None, max_tokens: int | None = None, share_prompts: bool = True,
+              progress: bool = False, normalize: bool = True) -> RewardOutput:
+        """Rewards 'b' = alpha * N_rule(rule) + beta * N_model(model), in input order; the batching
+        options go to the model part's `score`."""
+        self._check_batching(batch_size, max_tokens)
         validate_inputs(prompts, responses)
         rule_out = self.rules.score(prompts, responses, references=references, progress=progress, normalize=False)
         model_out = self.model.score(prompts, responses, batch_size=batch_size or self.batch_size,
-                                     progress=progress, normalize=False)
+                                     max_tokens=max_tokens, share_prompts=share_prompts, progress=progress,
+                                     normalize=False)
         rule_part, model_part = self.rule_normalizer.apply(rule_out), self.model_normalizer.apply(model_out)
         rewards = self.alpha * rule_part.rewards.float() + self.beta * model_part.rewards.float()
         uncertainty = None if model_part.uncertainty is None else self.beta * model_part.uncertainty.float()

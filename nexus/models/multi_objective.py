@@ -153,12 +153,13 @@ class MultiObjectiveRewardModel(RewardModel):
         return out
 
     def score(self, prompts: Sequence[str], responses: Sequence, *, weights=None, batch_size: int | None = None,
-              max_tokens: int | None = None, progress: bool = False, normalize: bool = True) -> RewardOutput:
+              max_tokens: int | None = None, share_prompts: bool = True, progress: bool = False,
+              normalize: bool = True) -> RewardOutput:
         """Rewards 'b' = sum_o w_o r_o in input order, under `weights` for this call (None: the model's);
         `extras[name]` is r_o. A normaliser (if set) applies to the combined reward."""
         vector = self.weight_vector(weights)  # invalid weights fail before any scoring
-        out = super().score(prompts, responses, batch_size=batch_size, max_tokens=max_tokens, progress=progress,
-                            normalize=False)
+        out = super().score(prompts, responses, batch_size=batch_size, max_tokens=max_tokens,
+                            share_prompts=share_prompts, progress=progress, normalize=False)
         return self._normalize_output(self._combine(out, vector), normalize)
 
     def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence, *,
@@ -177,7 +178,7 @@ class MultiObjectiveRewardModel(RewardModel):
 
     @classmethod
     def _from_config(cls, config: dict, directory: Path) -> "MultiObjectiveRewardModel":
-        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone", "normalizer")}
+        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone")}
         return cls(Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"]), **kwargs)
 
 

@@ -165,9 +165,13 @@ class RulesRewardModel(RewardModel):
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, references: Sequence | None = None,
-              batch_size: int | None = None, progress: bool = False, normalize: bool = True) -> RewardOutput:
-        """Rewards 'b' = sum_i w_i f_i, in input order; see the class docstring for `references`."""
-        self._check_batching(batch_size)
+              batch_size: int | None = None, max_tokens: int | None = None, share_prompts: bool = True,
+              progress: bool = False, normalize: bool = True) -> RewardOutput:
+        """Rewards 'b' = sum_i w_i f_i, in input order; see the class docstring for `references`.
+
+        Rules read each input on its own, so the batching options (`batch_size`, `max_tokens`,
+        `share_prompts`) are checked like every family's and change nothing else."""
+        self._check_batching(batch_size, max_tokens)
         validate_inputs(prompts, responses)
         refs = self.check_references(references, len(prompts))
         return self._normalize_output(self._evaluate(prompts, responses, refs, progress), normalize)
