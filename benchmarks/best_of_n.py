@@ -1,4 +1,4 @@
-"""Best-of-N scoring with the shared prompt encoded once vs N times (issue 8).
+"""Best-of-N scoring with the shared prompt encoded once vs N times.
 
 python -m benchmarks.best_of_n [--n 16] [--prompts 4] [--prompt-ratio 4] [--backbone smollm2-135m]
 

@@ -1,8 +1,8 @@
-"""Ensemble member forms: scoring time of K members on the same inputs (issues 3 and 8).
+"""Ensemble member forms: scoring time of K members on the same inputs.
 
 python -m benchmarks.ensemble_shared_backbone [--k 8] [--n 512] [--backbone arith-lm]
 
-Times a single `ScalarRewardModel` (the baseline of the issue 8 target: K=8 shared members cost
+Times a single `ScalarRewardModel` (the baseline of the target: K=8 shared members cost
 at most 1.3x one model) and `EnsembleRewardModel` with `form=shared` (K heads, one backbone pass),
 `form=lora` (K adapters on one base: K passes) and `form=independent` (K backbones of the same
 size), all on the same backbone and inputs through `score`, measured in the same run (best of

@@ -1,4 +1,4 @@
-"""Generative RM: the verdict read from one forward pass vs generated and parsed (issues 5 and 8).
+"""Generative RM: the verdict read from one forward pass vs generated and parsed.
 
 python -m benchmarks.generative_verdict [--n 32] [--backbone smollm2-135m] [--answer-tokens 8]
                                         [--rationale-tokens 128]

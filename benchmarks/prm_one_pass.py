@@ -1,4 +1,4 @@
-"""Process RM: all step scores from one forward pass vs scoring every prefix separately (issues 4 and 8).
+"""Process RM: all step scores from one forward pass vs scoring every prefix separately.
 
 python -m benchmarks.prm_one_pass [--n 64] [--steps 10] [--backbone arith-lm]
 

@@ -1,4 +1,4 @@
-"""Where the scalar RM's scoring time goes: a `torch.profiler` table by operator (issue 8).
+"""Where the scalar RM's scoring time goes: a `torch.profiler` table by operator.
 
 python -m benchmarks.profile_scoring [--n 64] [--backbone smollm2-135m] [--max-tokens 512] [--share-prompts]
                                      [--family scalar] [--lm-logprobs] [--set key=value ...]

@@ -1,4 +1,4 @@
-"""Roofline: this machine's fp32 matmul peak, a backbone's forward FLOPs, and achieved fractions (issue 8).
+"""Roofline: this machine's fp32 matmul peak, a backbone's forward FLOPs, and achieved fractions.
 
 python -m benchmarks.roofline [--backbone arith-lm] [--lengths 32 64 128]
 

@@ -1,4 +1,4 @@
-"""Every benchmark in sequence, with one measured matmul peak; what `make bench` runs (issue 8).
+"""Every benchmark in sequence, with one measured matmul peak; what `make bench` runs.
 
 python -m benchmarks.run_all [--quick] [--out benchmarks/results.md] [--only scoring best_of_n ...]
 

@@ -1,4 +1,4 @@
-"""How scoring time grows: with batch size, sequence length, N in best-of-N and K in the ensemble (issue 8).
+"""How scoring time grows: with batch size, sequence length, N in best-of-N and K in the ensemble.
 
 python -m benchmarks.scaling [--backbone smollm2-135m] [--out benchmarks/figures] [--repeats 3]
 

@@ -1,4 +1,4 @@
-"""Scoring throughput of every RM family against the naive per-example loop (issue 8).
+"""Scoring throughput of every RM family against the naive per-example loop.
 
 python -m benchmarks.scoring [--n 512] [--backbone smollm2-135m] [--max-tokens 512] [--repeats 1]
 

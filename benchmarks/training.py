@@ -1,4 +1,4 @@
-"""Training throughput: chosen and rejected in one forward vs two (issue 8).
+"""Training throughput: chosen and rejected in one forward vs two.
 
 python -m benchmarks.training [--pairs 32] [--steps 4] [--backbone arith-lm]
 

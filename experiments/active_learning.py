@@ -1,4 +1,4 @@
-"""Active learning on `arithmetic` (issue 7, part 6): `python -m experiments.run experiment=active_learning`.
+"""Active learning on `arithmetic`: `python -m experiments.run experiment=active_learning`.
 
 Pool-based (`nexus.active.active_learning`): for each repetition seed, a random seed set of
 labelled pairs, then rounds of acquiring a batch of labels from the pool by each selection method

@@ -1,4 +1,4 @@
-"""Best-of-n overoptimisation with a synthetic gold RM (issue 6, part 3; Gao et al. 2022, Coste et al. 2023).
+"""Best-of-n overoptimisation with a synthetic gold RM (Gao et al. 2022, Coste et al. 2023).
 
 `python -m experiments.run experiment=bon_overoptimization`
 

@@ -1,6 +1,6 @@
-"""Every RM family on `arithmetic` (issue 6): `python -m experiments.run experiment=compare_rms`.
+"""Every RM family on `arithmetic`: `python -m experiments.run experiment=compare_rms`.
 
-The families are the files of `experiments/conf/model/` (the registry, STYLE.md convention 1), so
+The families are the files of `experiments/conf/model/` (the registry), so
 a family added there appears here with no other change. Each trains on the data format its
 `data_format` names (pairwise, outcome or process examples of the same problems), or not at all
 (`"none"`, e.g. rules; or `experiment.per_family.<name>.train=false`, e.g. a zero-shot judge).

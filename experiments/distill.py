@@ -1,4 +1,4 @@
-"""Rule reward -> neural RM (issue 7, part 4): `python -m experiments.run experiment=distill`.
+"""Rule reward -> neural RM: `python -m experiments.run experiment=distill`.
 
 Arithmetic texts (noisy-solver solutions, some truncated, padded with repeated lines or wrapped in
 prose: `nexus.distill.arithmetic_texts`) are labelled by a composite rule reward (format,

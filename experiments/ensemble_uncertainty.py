@@ -1,4 +1,4 @@
-"""The ensemble-uncertainty study (issue 3): `python -m experiments.run experiment=ensemble_uncertainty`.
+"""The ensemble-uncertainty study: `python -m experiments.run experiment=ensemble_uncertainty`.
 
 For each label-noise rate and each ensemble variant (member form and source of diversity), train
 on `arithmetic` preferences and measure, for K members, on an in-distribution and a shifted split:

@@ -1,4 +1,4 @@
-"""The generative judge on arithmetic (issue 5): `python -m experiments.run experiment=generative_judge`.
+"""The generative judge on arithmetic: `python -m experiments.run experiment=generative_judge`.
 
 1. **Zero-shot**: the run's backbone (SmolLM2-135M-Instruct by default) as a one-forward verdict
    judge: AUROC, accuracy, ECE, Brier and NLL of P(Yes) against the ground truth on held-out

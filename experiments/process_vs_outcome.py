@@ -1,4 +1,4 @@
-"""PRM vs ORM on `arithmetic` (issue 4): `python -m experiments.run experiment=process_vs_outcome`.
+"""PRM vs ORM on `arithmetic`: `python -m experiments.run experiment=process_vs_outcome`.
 
 A policy (the task LM `arith-lm` sampled at a temperature, or the noisy solver) writes solutions;
 the task's ground truth (or Math-Shepherd rollouts) labels them; a process RM and an outcome RM

@@ -1,4 +1,4 @@
-"""Active learning for reward models: which unlabelled pairs to send for labelling (issue 7, part 6).
+"""Active learning for reward models: which unlabelled pairs to send for labelling.
 
 Pool-based active learning (Settles 2009): a model trained on the labels so far scores every
 unlabelled pair, the `acquire` pairs it is least sure about are labelled, and it is trained again.

@@ -1,4 +1,4 @@
-"""The one interface every reward model implements (DESIGN.md, "The public interface").
+"""The one interface every reward model implements.
 
 Legend: b batch, s steps.
 """
@@ -92,7 +92,7 @@ def _length(response: str | Sequence[str]) -> int:
 
 
 def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Indices grouped longest first so that rows x the batch's longest row <= `max_tokens` (issue 8).
+    """Indices grouped longest first so that rows x the batch's longest row <= `max_tokens`.
 
     The padded batch is what the backbone computes on, so this bounds the work and memory of every
     batch rather than its row count: short inputs go many to a batch, long ones few. A row longer
@@ -109,7 +109,7 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[i
     return batches
 
 
-# Token budget per packed row batch when `score` shares prompts and no `max_tokens` is given (issue 8).
+# Token budget per packed row batch when `score` shares prompts and no `max_tokens` is given.
 PACKED_MAX_TOKENS = 512
 
 
@@ -202,9 +202,9 @@ class RewardModel(nn.Module, ABC):
         # Temperature of `compare`'s probability (1: uncalibrated); `calibrate` fits it and,
         # as a buffer, it is saved in model.safetensors with the weights.
         self.register_buffer("temperature", torch.ones(()))
-        # Applied by `score` after the model (nexus.normalize); saved in config.json (issue 7).
+        # Applied by `score` after the model (nexus.normalize); saved in config.json.
         self.normalizer = None
-        # Token budget per batch for `score` (None: `batch_size` rows per batch); issue 8.
+        # Token budget per batch for `score` (None: `batch_size` rows per batch).
         self.max_tokens: int | None = None
 
     @abstractmethod

@@ -1,4 +1,4 @@
-"""Distilling a rule-based reward into a neural RM (issue 7, part 4).
+"""Distilling a rule-based reward into a neural RM.
 
 A `RulesRewardModel` labels texts; the labels become Bradley-Terry preference pairs (two texts
 whose rule rewards differ by more than a margin, the higher one chosen) or regression targets

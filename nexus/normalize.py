@@ -1,4 +1,4 @@
-"""Reward normalisers, usable after any reward model (issue 7, part 3).
+"""Reward normalisers, usable after any reward model.
 
 A normaliser maps the rewards of one `score` call to new rewards. Attach one with
 `rm.set_normalizer(...)`: `score` then applies it (raw rewards stay in `extras["raw_rewards"]`),

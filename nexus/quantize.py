@@ -1,4 +1,4 @@
-"""Dynamic int8 quantisation of a reward model for CPU inference (issue 8).
+"""Dynamic int8 quantisation of a reward model for CPU inference.
 
 Every `nn.Linear` gets int8 weights (per-tensor scales) and quantises its input on the fly, as
 `torch.ao.quantization.quantize_dynamic` does (Jacob et al. 2018; PyTorch's dynamic quantisation):

@@ -1,4 +1,4 @@
-"""Any nexus reward model as an RL reward function (issue 7, part 7).
+"""Any nexus reward model as an RL reward function.
 
 TRL's `GRPOTrainer` calls each reward function as
 `reward_func(prompts=..., completions=..., completion_ids=..., trainer_state=..., **columns)`, where

@@ -1,4 +1,4 @@
-"""Rule-based reward functions: a registry of small pure functions (issue 7, part 1).
+"""Rule-based reward functions: a registry of small pure functions.
 
 Every function has the signature `fn(prompt, response, reference, **params) -> float`; `reference`
 is None for functions that do not use one. `RULES` maps a name to a `Rule` that records the

@@ -1,4 +1,4 @@
-"""Active learning (issue 7, part 6): disagreement and margin scores by hand, the acquisition picks
+"""Active learning: disagreement and margin scores by hand, the acquisition picks
 the expected pairs, the pool loop's bookkeeping, and the tiny study end to end."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Distillation of a rule reward into a neural RM (issue 7, part 4): pairs and targets by hand, the
+"""Distillation of a rule reward into a neural RM: pairs and targets by hand, the
 minimum of 10 texts, Spearman equal to scipy's, the texts' perturbations, and the tiny study."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ensemble RM (issue 3, form (a)): members, uncertainty, aggregation, compare, training, save/load."""
+"""The ensemble RM (shared-backbone form): members, uncertainty, aggregation, compare, training, save/load."""
 
 from __future__ import annotations
 

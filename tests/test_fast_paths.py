@@ -1,4 +1,4 @@
-"""Issue 8's fast paths and benchmark helpers: token-budget batching, shared-prefix scoring,
+"""The scoring fast paths and benchmark helpers: token-budget batching, shared-prefix scoring,
 int8 quantisation, FLOP counting and the exponent fit."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Multi-objective RM (issue 7, part 5): head, per-objective Bradley-Terry loss with masking, labels,
+"""Multi-objective RM: head, per-objective Bradley-Terry loss with masking, labels,
 weighted combination at score time, save/load, and training through RewardTrainer."""
 
 from __future__ import annotations

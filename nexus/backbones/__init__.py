@@ -1,4 +1,4 @@
-"""Backbones: load a transformer body by name, path or tiny config (DESIGN.md, "Backbones")."""
+"""Backbones: load a transformer body by name, path or tiny config."""
 
 from __future__ import annotations
 

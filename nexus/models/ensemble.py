@@ -1,4 +1,4 @@
-"""Enhanced RM: an ensemble of K reward members with uncertainty (issue 3).
+"""Enhanced RM: an ensemble of K reward members with uncertainty.
 
 Members come in three forms: `shared` (K heads on one backbone: one forward pass serves
 all K), `lora` (K LoRA adapters on one frozen base model, `peft`), and `independent` (K

@@ -152,7 +152,7 @@ class GenerativeRewardModel(RewardModel):
         lm = self.lm
         self._takes_positions = "position_ids" in inspect.signature(lm.forward).parameters
         # Read the token prefix a batch's contexts share (the template, a repeated question) once
-        # (issue 8); a speed option, not saved: the logits agree to float error.
+        #; a speed option, not saved: the logits agree to float error.
         self.share_prefix = True
 
     @property

@@ -1,4 +1,4 @@
-"""Hybrid reward: alpha * rule + beta * model, both normalised before mixing (issue 7, part 2).
+"""Hybrid reward: alpha * rule + beta * model, both normalised before mixing.
 
 r = alpha * N_rule(r_rule) + beta * N_model(r_model), with alpha, beta >= 0 and alpha + beta = 1.
 The two parts live on different scales (a rule sum in [0, k], an RM's unbounded logit), so each

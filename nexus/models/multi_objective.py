@@ -1,4 +1,4 @@
-"""Multi-objective RM: one reward per named objective, mixed by weights set at score time (issue 7, part 5).
+"""Multi-objective RM: one reward per named objective, mixed by weights set at score time.
 
 A shared backbone and a `MultiObjectiveHead` give r_o(x, y) for every objective o (helpfulness,
 harmlessness, honesty, ...); `score` returns r = sum_o w_o r_o and every r_o in `extras`. Training

@@ -1,4 +1,4 @@
-"""Rule-based reward model: a weighted sum of registered reward functions (issue 7, part 1).
+"""Rule-based reward model: a weighted sum of registered reward functions.
 
 r(x, y) = sum_i w_i * f_i(x, y, ref), with each f_i from `nexus.rule_functions.RULES` and w_i > 0.
 Nothing is learned: the checkpoint is config.json (functions, parameters, weights) plus the

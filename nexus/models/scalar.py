@@ -55,7 +55,7 @@ class ScalarRewardModel(RewardModel):
     @torch.inference_mode()
     def score_candidates(self, prompt: str, responses: Sequence[str], *, batch_size: int | None = None,
                          normalize: bool = True) -> RewardOutput:
-        """Score c responses to one prompt, running their shared token prefix once (best-of-N, issue 8).
+        """Score c responses to one prompt, running their shared token prefix once (best-of-N).
 
         Returns the rewards 'c' of `score([prompt] * c, responses)`, in order, up to float error.
         The shared part is the longest common prefix of the c token sequences `backbone.token_ids`
