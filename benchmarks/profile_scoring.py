@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import benchmark_parser, mixed_pairs, pair_inputs, threads_note

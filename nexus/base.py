@@ -10,7 +10,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -40,6 +40,12 @@ class RewardOutput:
     step_rewards: list[Tensor] | None = None
     explanations: list[str] | None = None
     extras: dict[str, Tensor] | None = None
+
+    def select(self, part: slice) -> "RewardOutput":
+        """The outputs of the inputs in `part` (every per-input field sliced alike)."""
+        return RewardOutput(**{field: None if value is None else (
+            {k: v[part] for k, v in value.items()} if isinstance(value, dict) else value[part])
+            for field, value in vars(self).items()})
 
 
 def _check_sequence(name: str, value: Any) -> None:
@@ -195,6 +201,13 @@ class RewardModel(nn.Module, ABC):
     # Top-level names (fnmatch patterns) `_save_extra` writes beside config.json and model.safetensors;
     # a folder holding anything else is not a checkpoint of this family (nexus.checkpoint).
     saved_entries: ClassVar[tuple[str, ...]] = ()
+    # Per-input columns a family reads beside prompts and responses (a rule's `references`): `score`
+    # and `compare` take them as keywords, check their length, and slice and reorder them with the
+    # inputs for `_score_inputs` / `_score_batch`.
+    input_columns: ClassVar[tuple[str, ...]] = ()
+    # Per-call options a family applies to the whole output after scoring (objective `weights`):
+    # checked by `_check_options` before any scoring, applied by `_finish`.
+    call_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, batch_size: int = 32):
         super().__init__()
@@ -208,8 +221,39 @@ class RewardModel(nn.Module, ABC):
         self.max_tokens: int | None = None
 
     @abstractmethod
-    def _score_batch(self, prompts: list[str], responses: list) -> RewardOutput:
-        """Score one batch (already validated, any order)."""
+    def _score_batch(self, prompts: list[str], responses: list, **columns) -> RewardOutput:
+        """Score one batch (already validated, any order); `columns` holds the batch's slice of
+        each of the family's `input_columns`."""
+
+    def _check_columns(self, columns: dict[str, Any], n: int) -> dict[str, Any]:
+        """The family's per-input columns, checked (errors name the index); the default requires a
+        sequence of one entry per input for each column given."""
+        for name, values in columns.items():
+            if values is None:
+                continue
+            if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
+                raise ValueError(f"{name} must be a list with one entry per response, got {type(values).__name__}")
+            if len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries but there are {n} responses")
+        return columns
+
+    def _check_options(self, **options) -> dict[str, Any]:
+        """The call's options, checked before any scoring (a family with `call_options` overrides)."""
+        return options
+
+    def _finish(self, out: RewardOutput, **options) -> RewardOutput:
+        """The output of the whole call with the call's options applied (identity by default)."""
+        return out
+
+    def _split_keywords(self, keywords: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(columns, options) from `score`'s extra keywords; TypeError naming any the family lacks."""
+        unknown = sorted(set(keywords) - set(self.input_columns) - set(self.call_options))
+        if unknown:
+            known = ", ".join(self.input_columns + self.call_options) or "none"
+            raise TypeError(f"{type(self).__name__}.score() got unexpected keyword argument(s) {', '.join(unknown)} "
+                            f"(this family's extra keywords: {known})")
+        return ({k: v for k, v in keywords.items() if k in self.input_columns},
+                {k: v for k, v in keywords.items() if k in self.call_options})
 
     def _score_packed(self, groups: list[PromptGroup]) -> RewardOutput:
         """Score every suffix of `groups` in order, each group's shared prefix read once (families
@@ -290,7 +334,7 @@ class RewardModel(nn.Module, ABC):
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None,
               max_tokens: int | None = None, share_prompts: bool = True, progress: bool = False,
-              normalize: bool = True) -> RewardOutput:
+              normalize: bool = True, **keywords) -> RewardOutput:
         """Score (prompt, response) pairs; outputs come back in input order.
 
         Inputs are sorted by length and batched so padding is small: `batch_size` rows per batch,
@@ -306,30 +350,48 @@ class RewardModel(nn.Module, ABC):
         (`set_normalizer`) and `normalize=True`, rewards are normalised over the whole call.
         `batch_size` and `max_tokens` must be integers >= 1 (or None); strings must be valid Unicode
         (a lone surrogate such as "\ud800" cannot be encoded), else ValueError naming the index.
+
+        `keywords` are the family's `input_columns` (one entry per input, e.g. a rules model's
+        `references`) and `call_options` (applied to the whole output, e.g. a multi-objective
+        model's `weights`); any other keyword is a TypeError.
         """
+        columns, options = self._split_keywords(keywords)
         self._check_batching(batch_size, max_tokens)
         validate_inputs(prompts, responses, self.accepts_steps)
         self._check_inputs(prompts, responses)
+        options = self._check_options(**options)
+        columns = self._check_columns(columns, len(prompts))
         was_training = self.training
         self.eval()
         try:
-            packed, alone = [], list(range(len(prompts)))
-            if self._shares_prompts(share_prompts):
-                packed, alone = self._packed_batches(prompts, responses, max_tokens)
-            single = [[alone[j] for j in idx] for idx in self._batches(
-                [prompts[i] for i in alone], [responses[i] for i in alone], batch_size, max_tokens)] if alone else []
-            parts = []
-            bar = tqdm(total=len(packed) + len(single), desc="score", unit="batch", disable=not progress)
-            for chunk in packed:
-                parts.append(([i for g in chunk for i in g.indices], self._score_packed(chunk)))
-                bar.update()
-            for idx in single:
-                parts.append((idx, self._score_batch([prompts[i] for i in idx], [responses[i] for i in idx])))
-                bar.update()
-            bar.close()
+            out = self._score_inputs(prompts, responses, columns, batch_size=batch_size, max_tokens=max_tokens,
+                                     share_prompts=share_prompts, progress=progress)
         finally:
             self.train(was_training)
-        return self._normalize_output(_gather(parts, len(prompts)), normalize)
+        return self._normalize_output(self._finish(out, **options), normalize)
+
+    def _score_inputs(self, prompts: Sequence[str], responses: Sequence, columns: dict[str, Any], *,
+                      batch_size: int | None, max_tokens: int | None, share_prompts: bool,
+                      progress: bool) -> RewardOutput:
+        """Every input's output, in input order: packed rows for inputs sharing a prompt (where the
+        family can and no per-input column is given), length-sorted batches for the rest."""
+        packed, alone = [], list(range(len(prompts)))
+        given = {name: values for name, values in columns.items() if values is not None}
+        if not given and self._shares_prompts(share_prompts):
+            packed, alone = self._packed_batches(prompts, responses, max_tokens)
+        single = [[alone[j] for j in idx] for idx in self._batches(
+            [prompts[i] for i in alone], [responses[i] for i in alone], batch_size, max_tokens)] if alone else []
+        parts = []
+        bar = tqdm(total=len(packed) + len(single), desc="score", unit="batch", disable=not progress)
+        for chunk in packed:
+            parts.append(([i for g in chunk for i in g.indices], self._score_packed(chunk)))
+            bar.update()
+        for idx in single:
+            sliced = {name: [values[i] for i in idx] for name, values in given.items()}
+            parts.append((idx, self._score_batch([prompts[i] for i in idx], [responses[i] for i in idx], **sliced)))
+            bar.update()
+        bar.close()
+        return _gather(parts, len(prompts))
 
     def set_normalizer(self, normalizer) -> "RewardModel":
         """Normalise what `score` returns (a `nexus.normalize.Normalizer`, its config dict, or None).
@@ -368,11 +430,21 @@ class RewardModel(nn.Module, ABC):
         """'b': P(a preferred to b) = sigmoid(logits / temperature)."""
         return torch.sigmoid(self.preference_logits(out_a, out_b) / self.temperature.cpu())
 
-    def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence) -> Tensor:
-        """'b': P(a preferred to b); for the scalar RM sigmoid((r_a - r_b) / T), Bradley-Terry."""
+    def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence, **keywords) -> Tensor:
+        """'b': P(a preferred to b); for the scalar RM sigmoid((r_a - r_b) / T), Bradley-Terry.
+
+        a and b are scored in one `score` call on raw rewards (so a family whose reward depends on
+        the call, such as a hybrid's per-call standardisation, sees both sides together, and a pair
+        sharing its prompt is read once); `keywords` as in `score`, per-input columns given once
+        for the n pairs."""
+        validate_inputs(prompts, responses_a, self.accepts_steps)
         validate_inputs(prompts, responses_b, self.accepts_steps)
-        return self.preference_probability(self.score(prompts, responses_a, normalize=False),
-                                           self.score(prompts, responses_b, normalize=False))
+        columns, options = self._split_keywords(keywords)
+        RewardModel._check_columns(self, columns, len(prompts))  # lengths here; the family's checks in `score`
+        doubled = {name: None if values is None else [*values, *values] for name, values in columns.items()}
+        out = self.score([*prompts, *prompts], [*responses_a, *responses_b], normalize=False, **doubled, **options)
+        n = len(prompts)
+        return self.preference_probability(out.select(slice(0, n)), out.select(slice(n, 2 * n)))
 
     def calibrate(self, prompts: Sequence[str], chosen: Sequence, rejected: Sequence) -> float:
         """Fit `temperature` on validation pairs (chosen preferred) by likelihood; return it.

@@ -50,17 +50,9 @@ def score_pairs(rm: RewardModel, pairs: Sequence[PairwiseExample]) -> PairwiseSc
     out = raw if rm.normalizer is None else rm.normalizer.apply(raw)
     seconds = time.perf_counter() - start
     n = len(pairs)
-    chosen, rejected = _part(out, slice(0, n)), _part(out, slice(n, 2 * n))
-    logits = rm.preference_logits(_part(raw, slice(0, n)), _part(raw, slice(n, 2 * n))).double().numpy()
-    return PairwiseScores(chosen, rejected, logits, float(rm.temperature), seconds)
-
-
-def _part(out: RewardOutput, part: slice) -> RewardOutput:
-    """The inputs `part` of one `score` output (every per-input field sliced alike)."""
-    return RewardOutput(**{
-        field: None if value is None else (
-            {k: v[part] for k, v in value.items()} if isinstance(value, dict) else value[part])
-        for field, value in vars(out).items()})
+    first, second = slice(0, n), slice(n, 2 * n)
+    logits = rm.preference_logits(raw.select(first), raw.select(second)).double().numpy()
+    return PairwiseScores(out.select(first), out.select(second), logits, float(rm.temperature), seconds)
 
 
 def evaluate_pairwise(rm: RewardModel, pairs: Sequence[PairwiseExample], n_bins: int = 10) -> dict[str, float]:

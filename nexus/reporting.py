@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from nexus import metrics
 
 

@@ -88,3 +88,34 @@ def test_one_call_with_every_documented_option_works_on_every_family(family):
     every = rm.score(PROMPTS, RESPONSES, **OPTIONS)
     assert every.rewards.shape == (len(PROMPTS),)
     torch.testing.assert_close(every.rewards, plain.rewards, atol=1e-4, rtol=1e-4)
+
+
+def test_families_share_the_base_score_and_compare():
+    """One `score` for every family (per-input columns and per-call options go through it), one
+    `compare` for every family but the generative judge, which asks the judge in both orders."""
+    import nexus.models as registry
+    from nexus.base import RewardModel
+
+    for model_type in registry.MODEL_TYPES:
+        cls = registry.get_model_class(model_type)
+        assert cls.score is RewardModel.score, model_type
+        assert cls.compare is RewardModel.compare or model_type == "generative", model_type
+
+
+def test_extra_keywords_are_checked_and_travel_with_their_inputs():
+    rules = instantiate(OmegaConf.create({"_target_": "nexus.models.rules.RulesRewardModel",
+                                          "functions": ["math_correct"]}))
+    references = ["3", "2", "8", "6", "14", "6"]
+    out = rules.score(PROMPTS, RESPONSES, references=references, batch_size=1)
+    assert out.rewards.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]  # the last ends in words, not a number
+    with pytest.raises(TypeError, match="weights .*this family's extra keywords: references"):
+        rules.score(PROMPTS, RESPONSES, references=references, weights=[1.0])
+    with pytest.raises(ValueError, match="references has 2 entries but there are 6"):
+        rules.compare(PROMPTS, RESPONSES, RESPONSES, references=references[:2])
+    p = rules.compare(PROMPTS, RESPONSES, ["0"] * len(PROMPTS), references=references)
+    assert (p[[0, 1, 2]] > 0.5).all() and (p[[3, 4, 5]] == 0.5).all()
+    multi = build("multi_objective")
+    helpful = multi.score(PROMPTS, RESPONSES, weights={"helpfulness": 1.0, "harmlessness": 0.0, "honesty": 0.0})
+    torch.testing.assert_close(helpful.rewards, helpful.extras["helpfulness"])
+    with pytest.raises(TypeError, match="references"):
+        multi.score(PROMPTS, RESPONSES, references=references)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
-from torch import Tensor
 
-from nexus.base import RewardModel, RewardOutput, validate_inputs
+from nexus.base import RewardModel, RewardOutput
 from nexus.models.rules import RulesRewardModel
 from nexus.normalize import BatchStandardize, FixedStandardize, Normalizer, as_normalizer
 
@@ -58,6 +57,7 @@ class HybridRewardModel(RewardModel):
     """
 
     model_type = "hybrid"
+    input_columns = ("references",)
     saved_entries = (MODEL_DIR,)
     data_format = "none"
 
@@ -104,15 +104,17 @@ class HybridRewardModel(RewardModel):
         self.model_normalizer = FixedStandardize.measure(self.model, prompts, responses)
         return self
 
-    @torch.inference_mode()
-    def score(self, prompts: Sequence[str], responses: Sequence, *, references: Sequence | None = None,
-              batch_size: int | None = None, max_tokens: int | None = None, share_prompts: bool = True,
-              progress: bool = False, normalize: bool = True) -> RewardOutput:
-        """Rewards 'b' = alpha * N_rule(rule) + beta * N_model(model), in input order; the batching
-        options go to the model part's `score`."""
-        self._check_batching(batch_size, max_tokens)
-        validate_inputs(prompts, responses)
-        rule_out = self.rules.score(prompts, responses, references=references, progress=progress, normalize=False)
+    def _check_columns(self, columns: dict, n: int) -> dict:
+        self.rules.check_references(columns.get("references"), n)  # errors before any scoring
+        return columns
+
+    def _score_inputs(self, prompts: Sequence[str], responses: Sequence, columns: dict, *,
+                      batch_size: int | None, max_tokens: int | None, share_prompts: bool,
+                      progress: bool) -> RewardOutput:
+        """Rewards 'b' = alpha * N_rule(rule) + beta * N_model(model), in input order, from the parts'
+        own `score` (references go to the rules part, the batching options to the model part)."""
+        rule_out = self.rules.score(prompts, responses, references=columns.get("references"), progress=progress,
+                                    normalize=False)
         model_out = self.model.score(prompts, responses, batch_size=batch_size or self.batch_size,
                                      max_tokens=max_tokens, share_prompts=share_prompts, progress=progress,
                                      normalize=False)
@@ -122,22 +124,10 @@ class HybridRewardModel(RewardModel):
         extras = {"rule": rule_part.rewards, "model": model_part.rewards,
                   "rule_raw": rule_out.rewards, "model_raw": model_out.rewards,
                   **{f"rule/{label}": rule_out.extras[label] for label in self.rules.labels}}
-        return self._normalize_output(RewardOutput(rewards, uncertainty, extras=extras), normalize)
+        return RewardOutput(rewards, uncertainty, extras=extras)
 
-    def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:
-        return self.score(prompts, responses, normalize=False)
-
-    def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence, *,
-                references: Sequence | None = None) -> Tensor:
-        """'b': sigmoid((r_a - r_b) / T). a and b are scored in one call, so a per-call normaliser
-        standardises both sides with the same statistics."""
-        validate_inputs(prompts, responses_a)
-        validate_inputs(prompts, responses_b)
-        self.rules.check_references(references, len(prompts))
-        both_refs = None if references is None else [*references, *references]
-        out = self.score([*prompts, *prompts], [*responses_a, *responses_b], references=both_refs, normalize=False)
-        n = len(prompts)
-        return torch.sigmoid((out.rewards[:n] - out.rewards[n:]) / self.temperature.cpu())
+    def _score_batch(self, prompts: list[str], responses: list[str], references=None) -> RewardOutput:
+        return self.score(prompts, responses, references=references, normalize=False)
 
     def config_dict(self) -> dict:
         return {"alpha": self.alpha, "beta": self.beta, "rules": self.rules.config_dict(),

@@ -22,7 +22,7 @@ from einops import rearrange
 from torch import Tensor
 
 from nexus.backbones import Backbone
-from nexus.base import RewardModel, RewardOutput, validate_inputs
+from nexus.base import RewardModel, RewardOutput
 from nexus.data.collators import IGNORE, MultiObjectiveCollator, objective_labels
 from nexus.data.formats import PairwiseExample
 from nexus.heads import MultiObjectiveHead
@@ -100,6 +100,7 @@ class MultiObjectiveRewardModel(RewardModel):
     """
 
     model_type = "multi_objective"
+    call_options = ("weights",)
     saved_entries = (BACKBONE_DIR,)
     owns_loss: ClassVar[bool] = True  # `forward` computes the per-objective loss from the whole batch
 
@@ -141,7 +142,7 @@ class MultiObjectiveRewardModel(RewardModel):
     def data_collator(self, seed: int = 0):
         return MultiObjectiveCollator(self.backbone, self.objectives, seed=seed)
 
-    def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:
+    def _score_batch(self, prompts: list[str], responses: list[str], **columns) -> RewardOutput:
         per = self.objective_rewards(**self.backbone.encode(prompts, responses)).float().cpu()
         extras = {name: per[:, i] for i, name in enumerate(self.objectives)}
         return RewardOutput(rewards=per @ self.weight_vector(), extras=extras)
@@ -152,22 +153,15 @@ class MultiObjectiveRewardModel(RewardModel):
         out.rewards = per @ vector
         return out
 
-    def score(self, prompts: Sequence[str], responses: Sequence, *, weights=None, batch_size: int | None = None,
-              max_tokens: int | None = None, share_prompts: bool = True, progress: bool = False,
-              normalize: bool = True) -> RewardOutput:
-        """Rewards 'b' = sum_o w_o r_o in input order, under `weights` for this call (None: the model's);
-        `extras[name]` is r_o. A normaliser (if set) applies to the combined reward."""
-        vector = self.weight_vector(weights)  # invalid weights fail before any scoring
-        out = super().score(prompts, responses, batch_size=batch_size, max_tokens=max_tokens,
-                            share_prompts=share_prompts, progress=progress, normalize=False)
-        return self._normalize_output(self._combine(out, vector), normalize)
+    def _check_options(self, weights=None) -> dict:
+        """`weights` for this call (None: the model's) as the 'o' vector; invalid weights fail
+        before any scoring."""
+        return {"weights": self.weight_vector(weights)}
 
-    def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence, *,
-                weights=None) -> Tensor:
-        """'b': P(a preferred to b) = sigmoid((r_a - r_b) / T) on the combined rewards under `weights`."""
-        validate_inputs(prompts, responses_b)
-        return self.preference_probability(self.score(prompts, responses_a, weights=weights, normalize=False),
-                                           self.score(prompts, responses_b, weights=weights, normalize=False))
+    def _finish(self, out: RewardOutput, weights: Tensor) -> RewardOutput:
+        """Rewards 'b' = sum_o w_o r_o under this call's weights; `extras[name]` is r_o. A normaliser
+        (if set) applies to the combined reward afterwards."""
+        return self._combine(out, weights)
 
     def config_dict(self) -> dict:
         return {"backbone": self.backbone.spec(), "objectives": self.objectives, "weights": self.weights,

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
-from nexus.base import RewardModel, RewardOutput, validate_inputs
+from nexus.base import RewardModel, RewardOutput
 from nexus.rule_functions import RULES, Rule
 
 DEFAULT_FUNCTIONS = ("length", "repetition", "toxicity")
@@ -93,6 +92,7 @@ class RulesRewardModel(RewardModel):
 
     model_type = "rules"
     data_format = "none"  # nothing to train
+    input_columns = ("references",)
 
     def __init__(self, functions: Sequence[str | Mapping] = DEFAULT_FUNCTIONS,
                  weights: Sequence[float] | None = None, batch_size: int = 64, backbone: Any = None):
@@ -163,29 +163,17 @@ class RulesRewardModel(RewardModel):
         extras = {label: values[k].float() for k, label in enumerate(self.labels)}
         return RewardOutput(rewards=rewards.float(), extras=extras)
 
-    @torch.inference_mode()
-    def score(self, prompts: Sequence[str], responses: Sequence, *, references: Sequence | None = None,
-              batch_size: int | None = None, max_tokens: int | None = None, share_prompts: bool = True,
-              progress: bool = False, normalize: bool = True) -> RewardOutput:
-        """Rewards 'b' = sum_i w_i f_i, in input order; see the class docstring for `references`.
+    def _check_columns(self, columns: dict, n: int) -> dict:
+        return {"references": self.check_references(columns.get("references"), n)}
 
-        Rules read each input on its own, so the batching options (`batch_size`, `max_tokens`,
-        `share_prompts`) are checked like every family's and change nothing else."""
-        self._check_batching(batch_size, max_tokens)
-        validate_inputs(prompts, responses)
-        refs = self.check_references(references, len(prompts))
-        return self._normalize_output(self._evaluate(prompts, responses, refs, progress), normalize)
+    def _score_inputs(self, prompts: Sequence[str], responses: Sequence, columns: dict, *, progress: bool,
+                      **batching) -> RewardOutput:
+        """Rewards 'b' = sum_i w_i f_i, in input order. Rules read each input on its own, so the
+        batching options are checked like every family's and change nothing else."""
+        return self._evaluate(prompts, responses, columns["references"], progress)
 
-    def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:
-        return self._evaluate(prompts, responses, self.check_references(None, len(prompts)))
-
-    def compare(self, prompts: Sequence[str], responses_a: Sequence, responses_b: Sequence, *,
-                references: Sequence | None = None) -> Tensor:
-        """'b': P(a preferred to b) = sigmoid((r_a - r_b) / T), Bradley-Terry on the rule rewards."""
-        validate_inputs(prompts, responses_b)
-        out_a = self.score(prompts, responses_a, references=references, normalize=False)
-        return self.preference_probability(out_a, self.score(prompts, responses_b, references=references,
-                                                             normalize=False))
+    def _score_batch(self, prompts: list[str], responses: list[str], references=None) -> RewardOutput:
+        return self._evaluate(prompts, responses, self.check_references(references, len(prompts)))
 
     def config_dict(self) -> dict:
         functions = [{"name": rule.name, **params} for rule, params in self.specs]
