@@ -26,7 +26,7 @@ from nexus.backbones import load_backbone
 from nexus.backbones.backbone import shared_prefix_length
 from nexus.data.arithmetic import SPLITS, generate
 from nexus.data.collators import PairwiseCollator
-from nexus.training.trainer import MODEL_INPUTS
+from nexus.base import MODEL_INPUTS
 from nexus.losses import bradley_terry_loss
 
 

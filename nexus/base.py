@@ -17,7 +17,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from nexus import checkpoint
+from nexus import checkpoint, losses
 from nexus.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from nexus.validation import check_positive_int
 
@@ -185,6 +185,22 @@ def _gather(parts: list[tuple[list[int], RewardOutput]], total: int) -> RewardOu
     return RewardOutput(*(cat(f) for f in ("rewards", "uncertainty", "step_rewards", "explanations", "extras")))
 
 
+# What a collated training batch hands to a model's forward: the padded inputs, plus the packed
+# rows of `Backbone.pack` where the collator shares prompts.
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pool_index", "logprob_index")
+
+
+def labelled_logits_loss(forward, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+    """The training loss of a family with a logit per position 'b n' and float `labels` 'b n'
+    (IGNORE where unlabelled; soft labels allowed): binary cross-entropy over the labelled positions."""
+    from nexus.data.collators import IGNORE
+
+    logits = forward(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+    labels = batch["labels"]
+    given = labels != IGNORE
+    return losses.binary_cross_entropy_loss(logits[given].float(), labels[given].float()), {"logits": logits}
+
+
 class RewardModel(nn.Module, ABC):
     """Abstract reward model: `score`, `compare`, `save_pretrained`, `from_pretrained`.
 
@@ -254,6 +270,22 @@ class RewardModel(nn.Module, ABC):
                             f"(this family's extra keywords: {known})")
         return ({k: v for k, v in keywords.items() if k in self.input_columns},
                 {k: v for k, v in keywords.items() if k in self.call_options})
+
+    def training_loss(self, forward, batch: dict, config) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one collated training batch, and what evaluation reads from it.
+
+        `forward` is this model as the trainer wraps it (data parallel), called for every forward
+        pass; `config` carries `loss`, `label_smoothing` and `center_rewards_coefficient`
+        (`RewardTrainingArguments`). The default is the Bradley-Terry family: the batch holds
+        chosen then rejected ('(2 b) n', or packed rows returning the '(2 b)' rewards in that
+        order), one reward each; returns the loss and {"rewards": 'b 2'}. A family that trains
+        otherwise overrides this (and its `data_collator`).
+        """
+        outputs = forward(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+        chosen, rejected = outputs.reshape(2, -1).unbind(0)
+        loss = losses.pairwise_loss(chosen, rejected, config.loss, batch.get("margin"), config.label_smoothing,
+                                    config.center_rewards_coefficient)
+        return loss, {"rewards": torch.stack([chosen, rejected], dim=-1)}
 
     def _score_packed(self, groups: list[PromptGroup]) -> RewardOutput:
         """Score every suffix of `groups` in order, each group's shared prefix read once (families

@@ -24,6 +24,7 @@ __all__ = [
     "bradley_terry_margin_loss",
     "reward_centering_loss",
     "binary_cross_entropy_loss",
+    "pairwise_loss",
     "LOSSES",
 ]
 
@@ -157,6 +158,22 @@ LOSSES: dict[str, Callable[..., Tensor]] = {
     "bt": bradley_terry_loss,
     "bt_margin": bradley_terry_margin_loss,
 }
+
+
+def pairwise_loss(chosen: Tensor, rejected: Tensor, loss: str = "bt", margin: Tensor | None = None,
+                  label_smoothing: float = 0.0, center_rewards_coefficient: float | None = None) -> Tensor:
+    """The training loss of 'b' rewards of chosen and rejected: `LOSSES[loss]` (the margin is read by
+    "bt_margin" only), or with `label_smoothing` the smoothed Bradley-Terry loss of the (margin-shifted)
+    log-odds; plus `center_rewards_coefficient` x `reward_centering_loss` where given."""
+    margin = margin if loss == "bt_margin" else None
+    if label_smoothing:
+        logits = chosen - rejected - (margin if margin is not None else 0.0)
+        value = weighted_preference_loss(logits.unsqueeze(-1), None, label_smoothing)
+    else:
+        value = LOSSES[loss](chosen, rejected, margin)
+    if center_rewards_coefficient:
+        value = value + center_rewards_coefficient * reward_centering_loss(chosen, rejected)
+    return value
 
 
 def probit_preference_logits(mean_a: Tensor, var_a: Tensor, mean_b: Tensor, var_b: Tensor) -> Tensor:

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from einops import reduce
+from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from nexus.backbones import Backbone, load_backbone
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import MODEL_INPUTS, RewardModel, RewardOutput
 from nexus.heads import ScalarHead
-from nexus.losses import probit_preference_logits, weighted_preference_loss
+from nexus.losses import probit_preference_logits, reward_centering_loss, weighted_preference_loss
 from nexus.validation import check_positive_int
 
 BACKBONE_DIR = "backbone"
@@ -231,6 +231,20 @@ class EnsembleRewardModel(RewardModel):
             self.aux_loss = self.consistency_weight * self.bank.consistency(stacked, means)
             self.bank.push(stacked, means)
         return torch.stack([means, variances], dim=-1)
+
+    def training_loss(self, forward, batch: dict, config) -> tuple[Tensor, dict[str, Tensor]]:
+        """All members in one step: each member's (bootstrap-weighted) probit preference loss, plus the
+        feature-bank penalty where set and reward centring of the aggregated rewards; evaluation
+        reads the aggregated 'b 2' rewards."""
+        outputs = forward(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+        chosen, rejected = rearrange(outputs, "(two b) ... -> two b ...", two=2)
+        loss = self.pair_loss(chosen, rejected, batch.get("member_weights"), config.label_smoothing)
+        if self.aux_loss is not None:
+            loss = loss + self.aux_loss
+        chosen, rejected = self.reduce(chosen), self.reduce(rejected)
+        if config.center_rewards_coefficient:
+            loss = loss + config.center_rewards_coefficient * reward_centering_loss(chosen, rejected)
+        return loss, {"rewards": torch.stack([chosen, rejected], dim=-1)}
 
     def pair_loss(self, chosen: Tensor, rejected: Tensor, weights: Tensor | None, label_smoothing: float) -> Tensor:
         """'b k 2' outputs of chosen and rejected -> '' loss, all members in one step."""

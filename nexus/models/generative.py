@@ -121,7 +121,6 @@ class GenerativeRewardModel(RewardModel):
     model_type = "generative"
     saved_entries = (BACKBONE_DIR, PROMPTS_DIR)
     data_format: ClassVar[str] = "outcome"
-    owns_loss: ClassVar[bool] = True  # `forward` returns its own next-token loss (RewardTrainer)
 
     def __init__(self, backbone: Backbone, mode: str = "verdict", read: str = "logits", explain: bool = False,
                  n_critiques: int = 1, critique_temperature: float = 0.0, critique_max_tokens: int = 128,
@@ -385,6 +384,11 @@ class GenerativeRewardModel(RewardModel):
         return 0.5 * (a_first + a_second)
 
     # ---- training -------------------------------------------------------------------------------
+
+    def training_loss(self, forward, batch: dict, config) -> tuple[Tensor, dict[str, Tensor]]:
+        """`forward` computes the loss itself from the whole batch: the next-token loss of the verdict (and rationale)."""
+        outputs = forward(**batch)
+        return outputs["loss"], outputs
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None,
                 lm_targets: Tensor | None = None) -> dict[str, Tensor]:

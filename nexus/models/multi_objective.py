@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import ClassVar, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -102,7 +102,6 @@ class MultiObjectiveRewardModel(RewardModel):
     model_type = "multi_objective"
     call_options = ("weights",)
     saved_entries = (BACKBONE_DIR,)
-    owns_loss: ClassVar[bool] = True  # `forward` computes the per-objective loss from the whole batch
 
     def __init__(self, backbone: Backbone, objectives: Sequence[str] = DEFAULT_OBJECTIVES,
                  weights: Mapping[str, float] | Sequence[float] | None = None, head_hidden: int = 256,
@@ -126,6 +125,11 @@ class MultiObjectiveRewardModel(RewardModel):
     def objective_rewards(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """'b n', 'b n' -> 'b o' rewards per objective."""
         return self.head(self.backbone(input_ids, attention_mask))
+
+    def training_loss(self, forward, batch: dict, config) -> tuple[Tensor, dict[str, Tensor]]:
+        """`forward` computes the loss itself from the whole batch: the per-objective Bradley-Terry loss over the whole batch."""
+        outputs = forward(**batch)
+        return outputs["loss"], outputs
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, preferences: Tensor | None = None) -> dict:
         """A training batch '(2 b) n' (chosen then rejected) -> {"rewards": 'b 2' combined rewards of

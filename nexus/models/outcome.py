@@ -17,7 +17,7 @@ from torch import Tensor
 
 from nexus.backbones import Backbone
 from nexus.backbones.pooling import last_token_index
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import RewardModel, RewardOutput, labelled_logits_loss
 from nexus.heads import ScalarHead
 
 BACKBONE_DIR = "backbone"
@@ -46,6 +46,10 @@ class OutcomeRewardModel(RewardModel):
         from nexus.data.collators import OutcomeCollator
 
         return OutcomeCollator(self.backbone, self.token_level)
+
+    def training_loss(self, forward, batch: dict, config) -> tuple[Tensor, dict[str, Tensor]]:
+        """Binary cross-entropy of the per-position logits against the collated labels."""
+        return labelled_logits_loss(forward, batch)
 
     def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:
         batch = self.backbone.encode(prompts, responses)

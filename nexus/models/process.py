@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from nexus.backbones import Backbone
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import RewardModel, RewardOutput, labelled_logits_loss
 from nexus.heads import ScalarHead
 
 BACKBONE_DIR = "backbone"
@@ -106,6 +106,10 @@ class ProcessRewardModel(RewardModel):
         from nexus.data.collators import ProcessCollator
 
         return ProcessCollator(self)
+
+    def training_loss(self, forward, batch: dict, config) -> tuple[Tensor, dict[str, Tensor]]:
+        """Binary cross-entropy of the per-position logits against the collated labels."""
+        return labelled_logits_loss(forward, batch)
 
     def _score_batch(self, prompts: list[str], responses: list) -> RewardOutput:
         steps = [split_steps(r, self.step_delimiter) for r in responses]

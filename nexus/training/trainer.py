@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 from safetensors.torch import load_model, save_model
 from transformers import Trainer, TrainingArguments
 
@@ -79,20 +77,12 @@ def pointwise_metrics(eval_pred) -> dict[str, float]:
     return out
 
 
-# What the collated batch hands to a pairwise or pointwise model's forward: the padded inputs, plus
-# the packed rows of `Backbone.pack` where the collator shares prompts.
-MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pool_index", "logprob_index")
-
-
 class RewardTrainer(Trainer):
-    """Trains any `RewardModel` on the data its `data_format` names.
-
-    Pairwise: `forward(input_ids, attention_mask)` returns rewards 'b' (or per-member 'b k 2');
-    the collated batch holds chosen then rejected ('(2 b) n'), so one forward pass scores both
-    halves of every pair (or, where the collator shares prompts, one packed row per pair whose
-    forward returns the '(2 b)' rewards in the same order; `MODEL_INPUTS`). Outcome and process: `forward` returns a logit per position 'b n' and
-    the batch carries float `labels` 'b n' (IGNORE where unlabelled); the loss is binary
-    cross-entropy over the labelled positions (soft labels allowed).
+    """Trains any `RewardModel` on the data its `data_format` names, with the batches of its
+    `data_collator` and the loss of its `training_loss` (`RewardModel.training_loss`: Bradley-Terry
+    on chosen and rejected in one forward pass by default; per-position binary cross-entropy for
+    outcome and process RMs; the ensemble's and the generative judge's own). Evaluation reads the
+    'b 2' rewards of pairwise families and the per-position logits and labels of the others.
     """
 
     def __init__(self, model, args: RewardTrainingArguments, data_collator=None, compute_metrics=None, **kwargs):
@@ -119,39 +109,11 @@ class RewardTrainer(Trainer):
         """Resume weights with `safetensors.torch.load_model`, the mirror of `_save`."""
         load_model(model or self.model, str(Path(resume_from_checkpoint) / "model.safetensors"))
 
-    def pairwise_loss(self, chosen: torch.Tensor, rejected: torch.Tensor, inputs) -> torch.Tensor:
-        """The loss of 'b' rewards, picked by `args.loss`, with optional label smoothing."""
-        margin = inputs.get("margin") if self.args.loss == "bt_margin" else None
-        if self.args.label_smoothing:
-            logits = chosen - rejected - (margin if margin is not None else 0.0)
-            return losses.weighted_preference_loss(logits.unsqueeze(-1), None, self.args.label_smoothing)
-        return losses.LOSSES[self.args.loss](chosen, rejected, margin)
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if getattr(self.accelerator.unwrap_model(model), "owns_loss", False):
-            # e.g. the generative judge's next-token loss; called through the (DDP) wrapper
-            outputs = model(**inputs)
-            return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
-        outputs = model(**{k: inputs[k] for k in MODEL_INPUTS if k in inputs})
-        if "labels" in inputs:  # outcome / process: a logit per position, labels where given
-            labels = inputs["labels"]
-            given = labels != IGNORE
-            loss = F.binary_cross_entropy_with_logits(outputs[given].float(), labels[given])
-            return (loss, {"logits": outputs}) if return_outputs else loss
-        chosen, rejected = rearrange(outputs, "(two b) ... -> two b ...", two=2)
-        if chosen.ndim == 1:  # one reward per input
-            loss = self.pairwise_loss(chosen, rejected, inputs)
-        else:  # per-member outputs: the model owns its loss and its aggregation
-            rm = self.accelerator.unwrap_model(model)
-            loss = rm.pair_loss(chosen, rejected, inputs.get("member_weights"), self.args.label_smoothing)
-            chosen, rejected = rm.reduce(chosen), rm.reduce(rejected)
-            if getattr(rm, "aux_loss", None) is not None:  # e.g. the ensemble's feature-bank penalty
-                loss = loss + rm.aux_loss
-        if self.args.center_rewards_coefficient:
-            loss = loss + self.args.center_rewards_coefficient * losses.reward_centering_loss(chosen, rejected)
-        if return_outputs:
-            return loss, {"rewards": torch.stack([chosen, rejected], dim=-1)}
-        return loss
+        """The model's own `training_loss`, its forward passes through `model` as wrapped for
+        data parallelism."""
+        loss, outputs = self.accelerator.unwrap_model(model).training_loss(model, inputs, self.args)
+        return (loss, outputs) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
