@@ -40,19 +40,30 @@ CONF = Path(__file__).resolve().parent / "conf"
 BASELINES = ("majority_vote", "random", "oracle")
 
 
-def model_families() -> list[str]:
-    """Every RM family: the option names of the `model` config group, sorted."""
-    return sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+def family_yamls(exp: DictConfig | None = None) -> dict[str, Path]:
+    """Every RM family -> its YAML: the `model` config group, then the folders of
+    `experiment.model_dirs` (a researcher's own families; a name there replaces a built-in one)."""
+    dirs = [CONF / "model", *(Path(d) for d in ((exp.get("model_dirs") if exp is not None else None) or []))]
+    for folder in dirs[1:]:
+        if not folder.is_dir():
+            raise ValueError(f"experiment.model_dirs: {folder} is not a folder")
+    return {p.stem: p for folder in dirs for p in sorted(folder.glob("*.yaml"))}
+
+
+def model_families(exp: DictConfig | None = None) -> list[str]:
+    """Every RM family's name, sorted."""
+    return sorted(family_yamls(exp))
 
 
 def chosen_families(exp: DictConfig) -> list[str]:
     """`experiment.families`, or every family when it is null; unknown names raise."""
-    known = model_families()
+    known = model_families(exp)
     if exp.families is None:
         return known
     unknown = [f for f in exp.families if f not in known]
     if unknown:
-        raise ValueError(f"experiment.families: {unknown[0]!r} is not in experiments/conf/model/ ({known})")
+        raise ValueError(f"experiment.families: {unknown[0]!r} is not in experiments/conf/model/ or "
+                         f"experiment.model_dirs ({known})")
     return list(exp.families)
 
 
@@ -65,7 +76,7 @@ def family_config(cfg: DictConfig, family: str) -> DictConfig:
         raise ValueError(f"experiment.per_family.{family}.{unknown[0]}: expected model, trainer or train")
     fam = copy.deepcopy(cfg)
     with open_dict(fam):
-        fam.model = OmegaConf.merge(OmegaConf.load(CONF / "model" / f"{family}.yaml"), per.get("model") or {})
+        fam.model = OmegaConf.merge(OmegaConf.load(family_yamls(cfg.experiment)[family]), per.get("model") or {})
         fam.trainer = OmegaConf.merge(fam.trainer, per.get("trainer") or {})
         fam.train = per.get("train", True)
     return fam

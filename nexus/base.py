@@ -185,6 +185,10 @@ def _gather(parts: list[tuple[list[int], RewardOutput]], total: int) -> RewardOu
     return RewardOutput(*(cat(f) for f in ("rewards", "uncertainty", "step_rewards", "explanations", "extras")))
 
 
+# model_type -> class of every family defined so far; `RewardModel.__init_subclass__` fills it and
+# `nexus.models.get_model_class` reads it.
+MODEL_REGISTRY: dict[str, type] = {}
+
 # What a collated training batch hands to a model's forward: the padded inputs, plus the packed
 # rows of `Backbone.pack` where the collator shares prompts.
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pool_index", "logprob_index")
@@ -224,6 +228,19 @@ class RewardModel(nn.Module, ABC):
     # Per-call options a family applies to the whole output after scoring (objective `weights`):
     # checked by `_check_options` before any scoring, applied by `_finish`.
     call_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        """A subclass that sets `model_type` registers itself under it (`MODEL_REGISTRY`), so that
+        `nexus.load` finds it by the type in config.json; a second class claiming a taken type is an error."""
+        super().__init_subclass__(**kwargs)
+        model_type = cls.__dict__.get("model_type")
+        if model_type is None:
+            return
+        existing = MODEL_REGISTRY.get(model_type)
+        if existing is not None and (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"model_type {model_type!r} is already registered by "
+                             f"{existing.__module__}.{existing.__qualname__}; {cls.__qualname__} needs another")
+        MODEL_REGISTRY[model_type] = cls
 
     def __init__(self, batch_size: int = 32):
         super().__init__()
