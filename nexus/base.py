@@ -333,17 +333,9 @@ class RewardModel(nn.Module, ABC):
         check_positive_int(f"{type(self).__name__}.max_tokens", getattr(self, "max_tokens", None), allow_none=True)
 
     def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
-        """Tokens per input for token-budget batching (capped at the backbone's max_length).
-
-        Counted with `backbone.token_ids` (exact for the scalar, ensemble, outcome and multi-objective
-        RMs); an estimate where a family renders its own context (the judge's template, the process
-        RM's step tokens; steps are counted joined by newlines); characters where there is no backbone.
-        """
-        backbone = getattr(self, "backbone", None)
-        if backbone is None or not hasattr(backbone, "token_ids"):
-            return [len(p) + _length(r) for p, r in zip(prompts, responses)]
-        texts = [r if isinstance(r, str) else "\n".join(r) for r in responses]
-        return [min(len(ids), backbone.max_length) for ids in backbone.token_ids(prompts, texts)]
+        """Sizes per input for token-budget batching: characters for a family without a tokenizer
+        (`BackboneRewardModel` counts tokens)."""
+        return [len(p) + _length(r) for p, r in zip(prompts, responses)]
 
     def _batches(self, prompts: Sequence[str], responses: Sequence, batch_size: int | None,
                  max_tokens: int | None) -> list[list[int]]:
@@ -356,29 +348,20 @@ class RewardModel(nn.Module, ABC):
         return [order[start:start + size] for start in range(0, len(order), size)]
 
     def data_collator(self, seed: int = 0):
-        """What turns training examples of `data_format` into batches for `RewardTrainer`; families
-        that pack prompts (`packs_prompts`) get each pair as one row that reads its prompt once."""
-        from nexus.data.collators import PairwiseCollator
-
-        return PairwiseCollator(self.backbone, getattr(self, "bootstrap_members", None), seed=seed,
-                                share_prompts=self.packs_prompts)
+        """What turns training examples of `data_format` into batches for `RewardTrainer`."""
+        raise ValueError(f"{type(self).__name__} has no trainable weights: there is nothing to train")
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
     def _shares_prompts(self, share_prompts: bool) -> bool:
-        backbone = getattr(self, "backbone", None)
-        return share_prompts and self.packs_prompts and getattr(backbone, "can_pack", False)
+        """Whether `score` packs inputs that share a prompt (`BackboneRewardModel` families that can)."""
+        return False
 
     def _packed_batches(self, prompts: Sequence[str], responses: Sequence[str],
                         max_tokens: int | None) -> tuple[list[list[PromptGroup]], list[int]]:
-        """Batches of prompt groups to pack (`prompt_groups`, cut by the token budget) and the
-        indices of the inputs to score alone."""
-        budget = next((b for b in (max_tokens, self.max_tokens) if b is not None), PACKED_MAX_TOKENS)
-        ids = self.backbone.token_ids(prompts, responses)
-        groups, alone = prompt_groups(prompts, ids, self.backbone.max_length, budget)
-        return [[groups[g] for g in idx] for idx in token_budget_batches([g.tokens for g in groups], budget)], alone
+        raise NotImplementedError(f"{type(self).__name__} does not share prompts")
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None,
@@ -577,6 +560,61 @@ class RewardModel(nn.Module, ABC):
         """What config.json's "saved_state" holds: state set after construction (not the
         temperature, a buffer saved with the weights)."""
         return {"normalizer": None if self.normalizer is None else self.normalizer.to_config()}
+
+
+BACKBONE_DIR = "backbone"
+
+
+class BackboneRewardModel(RewardModel):
+    """A reward model built on one `nexus.backbones.Backbone` (`self.backbone`), which holds what
+    such families share: token-counted batches, prompt packing, the pairwise collator, and the
+    checkpoint layout (the backbone's architecture and tokenizer in `backbone/`; every other
+    config.json entry a constructor argument).
+    """
+
+    saved_entries: ClassVar[tuple[str, ...]] = (BACKBONE_DIR,)
+
+    def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
+        """Tokens per input for token-budget batching (capped at the backbone's max_length).
+
+        Counted with `backbone.token_ids` (exact for the scalar, ensemble, outcome and multi-objective
+        RMs); an estimate where a family renders its own context (the judge's template, the process
+        RM's step tokens; steps are counted joined by newlines).
+        """
+        texts = [r if isinstance(r, str) else "\n".join(r) for r in responses]
+        return [min(len(ids), self.backbone.max_length) for ids in self.backbone.token_ids(prompts, texts)]
+
+    def data_collator(self, seed: int = 0):
+        """Pairs as chosen-then-rejected batches for `RewardTrainer`; families that pack prompts
+        (`packs_prompts`) get each pair as one row that reads its prompt once."""
+        from nexus.data.collators import PairwiseCollator
+
+        return PairwiseCollator(self.backbone, getattr(self, "bootstrap_members", None), seed=seed,
+                                share_prompts=self.packs_prompts)
+
+    def _shares_prompts(self, share_prompts: bool) -> bool:
+        return share_prompts and self.packs_prompts and getattr(self.backbone, "can_pack", False)
+
+    def _packed_batches(self, prompts: Sequence[str], responses: Sequence[str],
+                        max_tokens: int | None) -> tuple[list[list[PromptGroup]], list[int]]:
+        """Batches of prompt groups to pack (`prompt_groups`, cut by the token budget) and the
+        indices of the inputs to score alone."""
+        budget = next((b for b in (max_tokens, self.max_tokens) if b is not None), PACKED_MAX_TOKENS)
+        ids = self.backbone.token_ids(prompts, responses)
+        groups, alone = prompt_groups(prompts, ids, self.backbone.max_length, budget)
+        return [[groups[g] for g in idx] for idx in token_budget_batches([g.tokens for g in groups], budget)], alone
+
+    def _save_extra(self, directory: Path) -> None:
+        self.backbone.save_architecture(directory / BACKBONE_DIR)
+
+    @classmethod
+    def _from_config(cls, config: dict, directory: Path) -> "BackboneRewardModel":
+        """The backbone from `backbone/` (architecture only; the weights come with the model's), and
+        every other entry of `config_dict()` as a constructor argument."""
+        from nexus.backbones import Backbone
+
+        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone")}
+        return cls(Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"]), **kwargs)
 
 
 # Keys of config.json that are saved state rather than constructor arguments. Checkpoints written

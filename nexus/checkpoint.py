@@ -154,10 +154,7 @@ def check_written(directory: Path, model_cls) -> None:
 
 # ---- durable writes ------------------------------------------------------------------------------
 
-def fsync_dir(path: Path) -> None:
-    """fsync a directory, so that the entries created or renamed in it survive a crash (POSIX)."""
-    if os.name == "nt":  # pragma: no cover - directories cannot be opened on Windows
-        return
+def _fsync_path(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -165,18 +162,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so that the entries created or renamed in it survive a crash (POSIX)."""
+    if os.name == "nt":  # pragma: no cover - directories cannot be opened on Windows
+        return
+    _fsync_path(path)
+
+
 def fsync_tree(root: Path) -> None:
     """fsync every file under `root`, then every directory, deepest first."""
     for dirpath, _, filenames in os.walk(root, topdown=False):
         for name in filenames:
             file = os.path.join(dirpath, name)
-            if os.path.islink(file):
-                continue
-            fd = os.open(file, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if not os.path.islink(file):
+                _fsync_path(file)
         fsync_dir(Path(dirpath))
 
 

@@ -4,14 +4,12 @@ nothing else is edited, and it goes through `score`, `compare`, save and `nexus.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import Tensor, nn
 
 import nexus
 from nexus.backbones import Backbone, load_backbone
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import BackboneRewardModel, RewardOutput
 from nexus.data.arithmetic import generate
 from nexus.evaluation import evaluate_pairwise
 from nexus.training import RewardTrainer
@@ -19,11 +17,11 @@ from nexus.training.trainer import RewardTrainingArguments
 from tests.conftest import compose_config
 
 
-class LinearProbeRewardModel(RewardModel):
-    """A linear reward on the backbone's pooled features: the smallest trainable family."""
+class LinearProbeRewardModel(BackboneRewardModel):
+    """A linear reward on the backbone's pooled features: the smallest trainable family. Batching,
+    packing, the pairwise collator, the training loss and the checkpoint layout come from the base."""
 
     model_type = "linear_probe_test"
-    saved_entries = ("backbone",)
 
     def __init__(self, backbone: Backbone, batch_size: int = 16):
         super().__init__(batch_size=batch_size)
@@ -38,13 +36,6 @@ class LinearProbeRewardModel(RewardModel):
 
     def config_dict(self) -> dict:
         return {"backbone": self.backbone.spec(), "batch_size": self.batch_size}
-
-    def _save_extra(self, directory: Path) -> None:
-        self.backbone.save_architecture(directory / "backbone")
-
-    @classmethod
-    def _from_config(cls, config: dict, directory: Path) -> "LinearProbeRewardModel":
-        return cls(Backbone.from_architecture(directory / "backbone", config["backbone"]), config["batch_size"])
 
 
 def test_a_family_defined_outside_the_package_works_everywhere(tmp_path):

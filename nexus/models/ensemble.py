@@ -24,12 +24,11 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 
 from nexus.backbones import Backbone, load_backbone
-from nexus.base import MODEL_INPUTS, RewardModel, RewardOutput
+from nexus.base import BACKBONE_DIR, MODEL_INPUTS, BackboneRewardModel, RewardOutput
 from nexus.heads import ScalarHead
 from nexus.losses import probit_preference_logits, reward_centering_loss, weighted_preference_loss
 from nexus.validation import check_positive_int
 
-BACKBONE_DIR = "backbone"
 AGGREGATIONS = ("mean", "min", "uwo", "lcb")
 FORMS = ("shared", "lora", "independent")
 
@@ -106,7 +105,7 @@ class FeatureBank(nn.Module):
         self.filled = min(self.size, self.filled + len(features))
 
 
-class EnsembleRewardModel(RewardModel):
+class EnsembleRewardModel(BackboneRewardModel):
     """K members. `forward` returns 'b k 2' (member mean, member variance).
 
     `score` returns `rewards: 'b'` (aggregated as `aggregation` says), `uncertainty: 'b'`

@@ -26,11 +26,12 @@ from transformers import AutoModelForCausalLM
 
 from nexus import prompts as templates_lib
 from nexus.backbones import Backbone, LoraSpec, resolve_backbone_dir
-from nexus.base import PACKED_MAX_TOKENS, PromptGroup, RewardModel, RewardOutput, prompt_groups, validate_inputs
+from nexus.base import (BACKBONE_DIR, PACKED_MAX_TOKENS, BackboneRewardModel, PromptGroup, RewardOutput, prompt_groups,
+                        validate_inputs)
 from nexus.data.collators import IGNORE
 from nexus.models import judge
 
-BACKBONE_DIR, PROMPTS_DIR = "backbone", "prompts"
+PROMPTS_DIR = "prompts"
 MODES, READS = ("verdict", "rating"), ("logits", "generate")
 VERDICT_WORDS = (("Yes", "No"), ("Y", "N"))  # the second pair for byte-level tokenizers (the tiny models)
 
@@ -107,7 +108,7 @@ def _check_options(mode: str, read: str, explain: bool, n_critiques: int, critiq
         raise ValueError(f"n_critiques={n_critiques} with critique_temperature=0 would repeat one greedy critique")
 
 
-class GenerativeRewardModel(RewardModel):
+class GenerativeRewardModel(BackboneRewardModel):
     """A causal-LM judge behind `score` and `compare`.
 
     `score` returns `rewards: 'b'`: the verdict log-odds logit[yes] - logit[no] (mode `verdict`,

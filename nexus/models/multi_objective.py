@@ -13,7 +13,6 @@ examples whose `extra["labels"]` say, per objective, whether chosen is preferred
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -22,13 +21,12 @@ from einops import rearrange
 from torch import Tensor
 
 from nexus.backbones import Backbone
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import BackboneRewardModel, RewardOutput
 from nexus.data.collators import IGNORE, MultiObjectiveCollator, objective_labels
 from nexus.data.formats import PairwiseExample
 from nexus.heads import MultiObjectiveHead
 from nexus.losses import multi_objective_bt_loss
 
-BACKBONE_DIR = "backbone"
 DEFAULT_OBJECTIVES = ("helpfulness", "harmlessness", "honesty")
 RESERVED = ("raw_rewards",)  # extras keys that `nexus.normalize` writes
 
@@ -84,7 +82,7 @@ def parse_objective_weights(weights: Mapping[str, float] | Sequence[float] | Non
     return [float(w) for w in values]
 
 
-class MultiObjectiveRewardModel(RewardModel):
+class MultiObjectiveRewardModel(BackboneRewardModel):
     """Backbone + `MultiObjectiveHead`: a reward per objective, combined by weights.
 
     `score(prompts, responses, weights=None)` returns `rewards: 'b'` = sum_o w_o r_o with the
@@ -101,7 +99,6 @@ class MultiObjectiveRewardModel(RewardModel):
 
     model_type = "multi_objective"
     call_options = ("weights",)
-    saved_entries = (BACKBONE_DIR,)
 
     def __init__(self, backbone: Backbone, objectives: Sequence[str] = DEFAULT_OBJECTIVES,
                  weights: Mapping[str, float] | Sequence[float] | None = None, head_hidden: int = 256,
@@ -171,13 +168,7 @@ class MultiObjectiveRewardModel(RewardModel):
         return {"backbone": self.backbone.spec(), "objectives": self.objectives, "weights": self.weights,
                 "head_hidden": self.head_hidden, "dropout": self.dropout, "batch_size": self.batch_size}
 
-    def _save_extra(self, directory: Path) -> None:
-        self.backbone.save_architecture(directory / BACKBONE_DIR)
 
-    @classmethod
-    def _from_config(cls, config: dict, directory: Path) -> "MultiObjectiveRewardModel":
-        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone")}
-        return cls(Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"]), **kwargs)
 
 
 def objective_accuracy(rm: MultiObjectiveRewardModel, pairs: Sequence[PairwiseExample]) -> dict[str, dict]:

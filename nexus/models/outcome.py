@@ -9,7 +9,6 @@ Legend: b batch, n tokens, d features.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -17,18 +16,16 @@ from torch import Tensor
 
 from nexus.backbones import Backbone
 from nexus.backbones.pooling import last_token_index
-from nexus.base import RewardModel, RewardOutput, labelled_logits_loss
+from nexus.base import BackboneRewardModel, RewardOutput, labelled_logits_loss
 from nexus.heads import ScalarHead
 
-BACKBONE_DIR = "backbone"
 
 
-class OutcomeRewardModel(RewardModel):
+class OutcomeRewardModel(BackboneRewardModel):
     """Decoder backbone + `ScalarHead` at every position. `forward` returns 'b n' logits;
     `score` returns `rewards: 'b'`, the logit of P(correct) at the last token."""
 
     model_type = "outcome"
-    saved_entries = (BACKBONE_DIR,)
     data_format: ClassVar[str] = "outcome"
 
     def __init__(self, backbone: Backbone, head_hidden: int = 256, dropout: float = 0.1,
@@ -61,10 +58,4 @@ class OutcomeRewardModel(RewardModel):
         return {"backbone": self.backbone.spec(), "head_hidden": self.head_hidden, "dropout": self.dropout,
                 "token_level": self.token_level, "batch_size": self.batch_size}
 
-    def _save_extra(self, directory: Path) -> None:
-        self.backbone.save_architecture(directory / BACKBONE_DIR)
 
-    @classmethod
-    def _from_config(cls, config: dict, directory: Path) -> "OutcomeRewardModel":
-        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone")}
-        return cls(Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"]), **kwargs)

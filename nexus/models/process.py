@@ -13,17 +13,15 @@ Legend: b batch, n tokens, s steps, d features.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar, Sequence
 
 import torch
 from torch import Tensor
 
 from nexus.backbones import Backbone
-from nexus.base import RewardModel, RewardOutput, labelled_logits_loss
+from nexus.base import BackboneRewardModel, RewardOutput, labelled_logits_loss
 from nexus.heads import ScalarHead
 
-BACKBONE_DIR = "backbone"
 STEP_TOKEN = "<|step|>"
 AGGREGATIONS = ("min", "prod", "last", "mean")
 SUPERVISION = ("all", "first_error", "last")
@@ -49,11 +47,10 @@ def split_steps(response: str | Sequence[str], delimiter: str = "\n") -> list[st
     return steps or [""]
 
 
-class ProcessRewardModel(RewardModel):
+class ProcessRewardModel(BackboneRewardModel):
     """Decoder backbone + `ScalarHead` read at each step separator. `forward` returns 'b n' logits."""
 
     model_type = "process"
-    saved_entries = (BACKBONE_DIR,)
     accepts_steps = True
     data_format: ClassVar[str] = "process"
 
@@ -137,10 +134,4 @@ class ProcessRewardModel(RewardModel):
                 "aggregation": self.aggregation, "supervise": self.supervise,
                 "step_delimiter": self.step_delimiter, "batch_size": self.batch_size}
 
-    def _save_extra(self, directory: Path) -> None:
-        self.backbone.save_architecture(directory / BACKBONE_DIR)
 
-    @classmethod
-    def _from_config(cls, config: dict, directory: Path) -> "ProcessRewardModel":
-        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone")}
-        return cls(Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"]), **kwargs)

@@ -7,7 +7,6 @@ Legend: b batch, n tokens, d hidden, c candidates.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -15,13 +14,12 @@ from torch import Tensor
 
 from nexus.backbones import Backbone
 from nexus.backbones.backbone import shared_prefix_length
-from nexus.base import PromptGroup, RewardModel, RewardOutput, validate_inputs
+from nexus.base import BackboneRewardModel, PromptGroup, RewardOutput, validate_inputs
 from nexus.heads import ScalarHead
 
-BACKBONE_DIR = "backbone"
 
 
-class ScalarRewardModel(RewardModel):
+class ScalarRewardModel(BackboneRewardModel):
     """Backbone + `ScalarHead`.
 
     `score` returns `rewards: 'b'`; `uncertainty`, `step_rewards` and
@@ -29,7 +27,6 @@ class ScalarRewardModel(RewardModel):
     """
 
     model_type = "scalar"
-    saved_entries = (BACKBONE_DIR,)
     packs_prompts = True
 
     def __init__(self, backbone: Backbone, head_hidden: int = 256, dropout: float = 0.1, batch_size: int = 32):
@@ -87,11 +84,4 @@ class ScalarRewardModel(RewardModel):
             "dropout": self.dropout, "batch_size": self.batch_size,
         }
 
-    def _save_extra(self, directory: Path) -> None:
-        self.backbone.save_architecture(directory / BACKBONE_DIR)
 
-    @classmethod
-    def _from_config(cls, config: dict, directory: Path) -> "ScalarRewardModel":
-        backbone = Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"])
-        return cls(backbone, head_hidden=config["head_hidden"], dropout=config["dropout"],
-                   batch_size=config["batch_size"])
