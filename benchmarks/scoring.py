@@ -32,7 +32,7 @@ from transformers import AutoModelForSequenceClassification
 from benchmarks.common import PeakRSS, Row, benchmark_parser, best_seconds, mixed_pairs, pair_inputs, threads_note
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from nexus.backbones import load_backbone
-from nexus.base import prompt_groups
+from nexus.batching import prompt_groups
 from nexus.losses import bradley_terry_loss
 from nexus.models.process import split_steps
 from nexus.quantize import quantize_int8

@@ -292,6 +292,27 @@ class Channel:
         return call
 
 
+def test_namespace(report, channel):
+    """The program's names as the tests see them: its functions as proxies, its plain values, its
+    standard-library modules. A name of a built-in (`abs`, `len`, `sorted`) is never taken from the
+    program: the tests mean the real one."""
+    namespace = {"__name__": "__main__"}
+    shadowing = set(dir(builtins))
+    for name, module in dict(report.get("modules", {})).items():
+        if type(module) is str and module.split(".")[0] in sys.stdlib_module_names and name not in shadowing:
+            try:
+                namespace[str(name)] = __import__(module, fromlist=["_"])
+            except ImportError:
+                pass
+    for name, value in dict(report.get("values", {})).items():
+        if name not in shadowing:
+            namespace[str(name)] = decode(value)
+    for name in list(report.get("functions", [])):
+        if type(name) is str and name not in shadowing:
+            namespace[name] = channel.proxy(name)
+    return namespace
+
+
 def runner_main():
     verdict_fd = int(sys.argv[1])
     limits = json.loads(sys.argv[2])
@@ -329,22 +350,7 @@ def runner_main():
         report = channel.receive()
         if "fatal" in report or "load_error" in report:
             raise ProgramError(str(report.get("fatal") or report.get("load_error")))
-        # The program's names as the tests see them. A name of a built-in (`abs`, `len`, `sorted`)
-        # is never taken from the program: the tests mean the real one.
-        namespace = {"__name__": "__main__"}
-        shadowing = set(dir(builtins))
-        for name, module in dict(report.get("modules", {})).items():
-            if type(module) is str and module.split(".")[0] in sys.stdlib_module_names and name not in shadowing:
-                try:
-                    namespace[str(name)] = __import__(module, fromlist=["_"])
-                except ImportError:
-                    pass
-        for name, value in dict(report.get("values", {})).items():
-            if name not in shadowing:
-                namespace[str(name)] = decode(value)
-        for name in list(report.get("functions", [])):
-            if type(name) is str and name not in shadowing:
-                namespace[name] = channel.proxy(name)
+        namespace = test_namespace(report, channel)
         exec(compile(tests, "tests.py", "exec"), namespace)
         status = "passed"
     except BaseException as exc:  # the tests' assertion, the program's error, or its absence

@@ -175,6 +175,53 @@ def _send_and_wait(proc: subprocess.Popen, request: bytes, deadline: float) -> b
     return bool(ready)
 
 
+def _sandbox_or_refuse(allow_unsandboxed: bool) -> bool:
+    """True where the OS sandbox works; else raise `SandboxUnavailable`, or warn when allowed."""
+    works, why = sandbox_available()
+    if not works and not allow_unsandboxed:
+        raise SandboxUnavailable(f"refusing to run untrusted code without an OS sandbox: {why}. To get one, "
+                                 f"{INSTALL_HINT}. To run it anyway on this machine (unsafe), pass "
+                                 "allow_unsandboxed=True.")
+    if not works:
+        message = f"running untrusted code WITHOUT an OS sandbox ({why}): it can read and write your files"
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        logger.warning(message)
+    return works
+
+
+def _launch(host: Path, sandboxed: bool, limits: dict, verdict_w: int) -> tuple[list[str], str]:
+    """The command and working directory of one run: bubblewrap, or the bare runner."""
+    program = host / "program" / "program.py"
+    if sandboxed:
+        return bwrap_command(str(program.parent), json.dumps(limits), verdict_w), str(host)
+    scratch = host / "scratch"
+    scratch.mkdir()
+    return [base_interpreter(), "-I", "-S", "-B", "-X", "utf8", str(RUNNER), str(verdict_w), json.dumps(limits),
+            str(program)], str(scratch)
+
+
+def _result(raw: bytes, nonce: str, code: int | None, timed_out: bool, timeout: float,
+            stdout: str, stderr: str, seconds: float, sandboxed: bool) -> ExecutionResult:
+    """The verdict of one run: passed only on the runner's message with this run's nonce."""
+    def result(passed: bool, status: str, error: str) -> ExecutionResult:
+        return ExecutionResult(passed, status, error, stdout, stderr, seconds, sandboxed)
+
+    if timed_out:
+        return result(False, "timeout", f"time limit of {timeout} s exceeded")
+    try:
+        verdict = json.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError):
+        verdict = None
+    if not isinstance(verdict, dict) or not secrets.compare_digest(str(verdict.get("nonce", "")), nonce):
+        if code is not None and code < 0 and -code in (signal.SIGXCPU, signal.SIGKILL) and seconds >= timeout * 0.9:
+            return result(False, "timeout", f"CPU limit of {timeout} s exceeded")
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        return result(False, "failed", f"the test runner gave no verdict ({lines[-1] if lines else f'exit code {code}'})")
+    if verdict.get("status") == "passed":
+        return result(True, "passed", "")
+    return result(False, "failed", str(verdict.get("error", ""))[:2000] or "failed")
+
+
 def run_program(program: str, tests: str, timeout: float = 5.0, memory_mb: int = 1024,
                 max_output: int = 10_000, *, allow_unsandboxed: bool = False) -> ExecutionResult:
     """Execute `program`, then `tests` against it (Python source), in the sandbox.
@@ -188,39 +235,21 @@ def run_program(program: str, tests: str, timeout: float = 5.0, memory_mb: int =
     if not timeout > 0 or memory_mb < 16 or max_output < 0:
         raise ValueError(f"run_program: need timeout > 0 (got {timeout}), memory_mb >= 16 (got {memory_mb}) "
                          f"and max_output >= 0 (got {max_output})")
-    works, why = sandbox_available()
-    if not works and not allow_unsandboxed:
-        raise SandboxUnavailable(f"refusing to run untrusted code without an OS sandbox: {why}. To get one, "
-                                 f"{INSTALL_HINT}. To run it anyway on this machine (unsafe), pass "
-                                 "allow_unsandboxed=True.")
-    if not works:
-        message = f"running untrusted code WITHOUT an OS sandbox ({why}): it can read and write your files"
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-        logger.warning(message)
+    sandboxed = _sandbox_or_refuse(allow_unsandboxed)
     limits = {"RLIMIT_AS": memory_mb * 2**20, "RLIMIT_FSIZE": max(max_output * 4, 2**20), "RLIMIT_CORE": 0,
               "RLIMIT_NOFILE": 64, "RLIMIT_CPU": int(timeout) + 1}
-    if works:  # counted per user namespace inside the sandbox; outside it would count all the user's processes
+    if sandboxed:  # counted per user namespace inside the sandbox; outside it would count all the user's processes
         limits["RLIMIT_NPROC"] = 64
     nonce = secrets.token_hex(16)
+    request = json.dumps({"nonce": nonce, "tests": tests}).encode("utf-8", errors="surrogatepass")
     with tempfile.TemporaryDirectory(prefix="nexus-exec-") as tmp:
         host = Path(tmp)
-        program_dir = host / "program"
-        program_dir.mkdir()
-        (program_dir / "program.py").write_text(program, encoding="utf-8", errors="surrogatepass")
+        (host / "program").mkdir()
+        (host / "program" / "program.py").write_text(program, encoding="utf-8", errors="surrogatepass")
         verdict_r, verdict_w = os.pipe()
-        if works:
-            cmd = bwrap_command(str(program_dir), json.dumps(limits), verdict_w)
-            cwd = tmp
-        else:
-            scratch = host / "scratch"
-            scratch.mkdir()
-            cmd = [base_interpreter(), "-I", "-S", "-B", "-X", "utf8", str(RUNNER), str(verdict_w), json.dumps(limits),
-                   str(program_dir / "program.py")]
-            cwd = str(scratch)
+        cmd, cwd = _launch(host, sandboxed, limits, verdict_w)
         env = {"PATH": "/usr/bin:/bin", "HOME": cwd, "TMPDIR": cwd, "LANG": "C.UTF-8"}
-        request = json.dumps({"nonce": nonce, "tests": tests}).encode("utf-8", errors="surrogatepass")
         start = time.perf_counter()
-        timed_out = False
         with open(host / "stdout.txt", "wb") as out, open(host / "stderr.txt", "wb") as err:
             try:
                 proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err,
@@ -239,21 +268,4 @@ def run_program(program: str, tests: str, timeout: float = 5.0, memory_mb: int =
         raw = _read_verdict(verdict_r)
         os.close(verdict_r)
         stdout, stderr = _tail(host / "stdout.txt", max_output), _tail(host / "stderr.txt", max_output)
-    if timed_out:
-        return ExecutionResult(False, "timeout", f"time limit of {timeout} s exceeded", stdout, stderr, seconds, works)
-    try:
-        verdict = json.loads(raw.decode())
-    except (ValueError, UnicodeDecodeError):
-        verdict = None
-    if not isinstance(verdict, dict) or not secrets.compare_digest(str(verdict.get("nonce", "")), nonce):
-        code = proc.returncode
-        if code is not None and code < 0 and -code in (signal.SIGXCPU, signal.SIGKILL) and seconds >= timeout * 0.9:
-            return ExecutionResult(False, "timeout", f"CPU limit of {timeout} s exceeded", stdout, stderr, seconds, works)
-        lines = [line for line in stderr.strip().splitlines() if line.strip()]
-        why = lines[-1] if lines else f"exit code {code}"
-        return ExecutionResult(False, "failed", f"the test runner gave no verdict ({why})", stdout, stderr, seconds, works)
-    if verdict.get("status") == "passed":
-        return ExecutionResult(True, "passed", "", stdout, stderr, seconds, works)
-    return ExecutionResult(False, "failed", str(verdict.get("error", ""))[:2000] or "failed", stdout, stderr, seconds,
-                           works)
-
+    return _result(raw, nonce, proc.returncode, timed_out, timeout, stdout, stderr, seconds, sandboxed)

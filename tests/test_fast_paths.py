@@ -12,7 +12,7 @@ from transformers.pytorch_utils import Conv1D
 from benchmarks.roofline import FlopModel, count_flops
 from benchmarks.scaling import fit_exponent
 from nexus.backbones import load_backbone
-from nexus.base import prompt_groups, token_budget_batches
+from nexus.batching import prompt_groups, token_budget_batches
 from nexus.models.scalar import ScalarRewardModel
 from nexus.quantize import conv1d_to_linear, quantize_int8
 

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from nexus.backbones import load_backbone
 from nexus.backbones.backbone import Backbone
 from nexus.backbones.tiny import build_tiny
-from nexus.base import token_budget_batches
+from nexus.batching import token_budget_batches
 from nexus.calibration import MIN_CALIBRATION_PAIRS, UninformativePairsError, fit_temperature
 from nexus.data.collators import PairwiseCollator, bootstrap_weights
 from nexus.data.formats import DataFormatError, PairwiseExample, read_pairwise, write_jsonl

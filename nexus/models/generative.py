@@ -26,8 +26,8 @@ from transformers import AutoModelForCausalLM
 
 from nexus import prompts as templates_lib
 from nexus.backbones import Backbone, LoraSpec, resolve_backbone_dir
-from nexus.base import (BACKBONE_DIR, PACKED_MAX_TOKENS, BackboneRewardModel, PromptGroup, RewardOutput, prompt_groups,
-                        validate_inputs)
+from nexus.base import BACKBONE_DIR, BackboneRewardModel, RewardOutput, validate_inputs
+from nexus.batching import PACKED_MAX_TOKENS, PromptGroup, prompt_groups
 from nexus.data.collators import IGNORE
 from nexus.models import judge
 

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from nexus.backbones import Backbone
 from nexus.backbones.backbone import shared_prefix_length
-from nexus.base import BackboneRewardModel, PromptGroup, RewardOutput, validate_inputs
+from nexus.base import BackboneRewardModel, RewardOutput, validate_inputs
+from nexus.batching import PromptGroup
 from nexus.heads import ScalarHead
 
 

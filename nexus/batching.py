@@ -1,0 +1,77 @@
+"""Batching for `RewardModel.score`: token-budget batches, and inputs grouped by a shared prompt
+so that a packed row reads the prompt once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from nexus.validation import check_positive_int
+
+
+def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped longest first so that rows x the batch's longest row <= `max_tokens`.
+
+    The padded batch is what the backbone computes on, so this bounds the work and memory of every
+    batch rather than its row count: short inputs go many to a batch, long ones few. A row longer
+    than the budget on its own still has to be scored, so it goes alone.
+    """
+    check_positive_int("max_tokens", max_tokens)
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        # sorted longest first, so a batch's first row is its longest
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+# Token budget per packed row batch when `score` shares prompts and no `max_tokens` is given.
+PACKED_MAX_TOKENS = 512
+
+
+@dataclass
+class PromptGroup:
+    """Inputs of one `score` call that share a prompt: their indices, the token prefix they share
+    (read once) and what follows it in each (`RewardModel._score_packed`)."""
+
+    indices: list[int]
+    prefix: list[int]
+    suffixes: list[list[int]]
+
+    @property
+    def tokens(self) -> int:
+        return len(self.prefix) + sum(map(len, self.suffixes))
+
+
+def prompt_groups(prompts: Sequence[str], ids: Sequence[Sequence[int]], max_length: int,
+                  max_tokens: int) -> tuple[list[PromptGroup], list[int]]:
+    """Split inputs into groups that share a prompt (and a token prefix) and the rest, scored alone.
+
+    Inputs with the same prompt string form a group when there are >= 2 of them, none is over
+    `max_length` (those are truncated from the left, which breaks the shared prefix) and they
+    share >= 1 token; a group whose packed row would exceed `max_tokens` is cut into several rows,
+    each as long as the budget allows (at least one suffix each).
+    """
+    from nexus.backbones.backbone import shared_prefix_length
+
+    by_prompt: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        by_prompt.setdefault(prompt, []).append(i)
+    groups, alone = [], []
+    for indices in by_prompt.values():
+        seqs = [ids[i] for i in indices]
+        shared = shared_prefix_length(seqs) if len(seqs) > 1 else 0
+        if shared < 1 or max(map(len, seqs)) > max_length:
+            alone += indices
+            continue
+        group = PromptGroup([], list(seqs[0][:shared]), [])
+        for i, seq in zip(indices, seqs):
+            if group.suffixes and group.tokens + len(seq) - shared > max_tokens:
+                groups.append(group)
+                group = PromptGroup([], group.prefix, [])
+            group.indices.append(i)
+            group.suffixes.append(list(seq[shared:]))
+        groups.append(group)
+    return groups, sorted(alone)
