@@ -33,6 +33,7 @@ BENCHMARKS = {
     "scaling": ("benchmarks.scaling", [], ["--backbone", "arith-lm", "--repeats", "1", "--batch-sizes", "1", "4", "16",
                                            "--ns", "2", "8", "32"]),
     "sandbox": ("benchmarks.sandbox", [], ["--problems", "16"]),
+    "long_inputs": ("benchmarks.long_inputs", [], ["--chars", "100000"]),
 }
 
 
