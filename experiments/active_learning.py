@@ -20,13 +20,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
-from experiments.common import configure_logger
+from experiments.common import train_rm
 from nexus.active import ENSEMBLE_METHODS, METHODS, active_learning
 from nexus.data import arithmetic
 from nexus.data.formats import flip_preferences
 from nexus.evaluation import evaluate_pairwise
 from nexus.reporting import markdown_table, write_csv, write_report
-from nexus.training import RewardTrainer
 
 KEPT = ("accuracy", "ece", "nll")
 ENSEMBLE_TARGET = "nexus.models.ensemble.EnsembleRewardModel"
@@ -62,9 +61,7 @@ def run_method(cfg: DictConfig, method: str, seed: int, pool: list, held_out: li
         return instantiate(model_cfg, backbone=instantiate(cfg.backbone))
 
     def train(rm, labelled):
-        args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints"), seed=cfg.seed + seed,
-                           report_to=configure_logger(cfg.logger))
-        RewardTrainer(model=rm, args=args, train_dataset=labelled).train()
+        train_rm(rm, cfg.trainer, cfg.logger, labelled, out_dir / "checkpoints", seed=cfg.seed + seed)
 
     def evaluate(rm):
         report = evaluate_pairwise(rm, held_out)

@@ -33,7 +33,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import set_seed
 
-from experiments.common import configure_logger, log_study
+from experiments.common import log_study, train_rm
 from experiments.process_vs_outcome import make_policy
 from nexus import metrics
 from nexus.data import arithmetic
@@ -44,7 +44,6 @@ from nexus.sampling import ArithmeticPolicy, generate_cached
 from nexus.sampling.best_of_n import selection_scores, split_output
 from nexus.sampling.overoptimization import (bon_curves, bradley_terry_labels, fit_gao_bon, gao_bon,
                                              power_of_two_ns, rises_then_falls, sqrt_kl)
-from nexus.training import RewardTrainer
 
 CONF = Path(__file__).resolve().parent / "conf"
 
@@ -67,7 +66,7 @@ def build_policy(spec: DictConfig):
     return make_policy(spec)
 
 
-def train_rm(cfg: DictConfig, kind: str, parts: list, pairs: list, out_dir: Path, name: str,
+def train_variant(cfg: DictConfig, kind: str, parts: list, pairs: list, out_dir: Path, name: str,
              seed: int) -> tuple:
     """Build a `kind` RM (a file of the `model` group), its random parts (head; a tiny backbone)
     initialised from `seed`, and train it on `pairs`.
@@ -87,13 +86,10 @@ def train_rm(cfg: DictConfig, kind: str, parts: list, pairs: list, out_dir: Path
             rm_cfg.backbone.seed = seed
     set_seed(seed)
     rm = instantiate(rm_cfg.model, backbone=instantiate(rm_cfg.backbone))
-    args = instantiate(rm_cfg.trainer, output_dir=str(out_dir / "checkpoints" / name),
-                       report_to=configure_logger(cfg.logger))
-    start = time.perf_counter()
-    RewardTrainer(model=rm, args=args, train_dataset=pairs).train()
+    train_s = train_rm(rm, rm_cfg.trainer, cfg.logger, pairs, out_dir / "checkpoints" / name)
     info = {"backbone": rm_cfg.backbone.name_or_path, "params": sum(p.numel() for p in rm.parameters()),
-            "train_s": time.perf_counter() - start}
-    return rm.eval(), info
+            "train_s": train_s}
+    return rm, info
 
 
 def make_gold(cfg: DictConfig, out_dir: Path) -> tuple:
@@ -107,7 +103,7 @@ def make_gold(cfg: DictConfig, out_dir: Path) -> tuple:
     clean = arithmetic.generate(gold.n_pairs, cfg.data.train_seed, arithmetic.SPLITS[cfg.experiment.split])
     # Another head init than the proxies': they must learn the gold's judgements from its labels,
     # not inherit them from a shared random initialisation.
-    rm, info = train_rm(cfg, "scalar", [gold], clean["pairwise"], out_dir, "gold", seed=cfg.seed + 1)
+    rm, info = train_variant(cfg, "scalar", [gold], clean["pairwise"], out_dir, "gold", seed=cfg.seed + 1)
     held_out = arithmetic.generate(gold.n_eval, cfg.data.eval_seed, arithmetic.SPLITS[cfg.experiment.split])
     accuracy = pairwise_report(score_pairs(rm, held_out["pairwise"]))["accuracy"]
     if cfg.experiment.save_gold:
@@ -209,7 +205,7 @@ def scalar_proxies(cfg: DictConfig, pairs: list, pools: dict, ns: list, toleranc
     rows, points = [], []
     for size, spec in exp.proxies.items():
         for amount in exp.n_labels:
-            rm, info = train_rm(cfg, "scalar", [spec], pairs[:amount], out_dir, f"{size}_n{amount}", cfg.seed)
+            rm, info = train_variant(cfg, "scalar", [spec], pairs[:amount], out_dir, f"{size}_n{amount}", cfg.seed)
             meta = {"proxy": size, "rm": "scalar", "rule": "argmax", "backbone": info["backbone"],
                     "params": info["params"], "n_labels": len(pairs[:amount]), "train_s": info["train_s"]}
             row, pts = curve_result(meta, [out.rewards.double().numpy() for out in score_pools(rm, pools)],
@@ -226,7 +222,7 @@ def ensemble_proxy(cfg: DictConfig, pairs: list, pools: dict, ns: list, toleranc
     """Coste et al. 2023: one ensemble proxy (the size `ensemble.proxy`), best-of-n by each rule."""
     exp, ens = cfg.experiment, cfg.experiment.ensemble
     amount = ens.n_labels or max(exp.n_labels)
-    rm, info = train_rm(cfg, "ensemble", [exp.proxies[ens.proxy], {"model": ens.model}], pairs[:amount],
+    rm, info = train_variant(cfg, "ensemble", [exp.proxies[ens.proxy], {"model": ens.model}], pairs[:amount],
                         out_dir, f"ensemble_{ens.proxy}_n{amount}", cfg.seed)
     outputs = score_pools(rm, pools)
     rows, points = [], []

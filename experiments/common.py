@@ -121,6 +121,24 @@ def configure_logger(logger: DictConfig) -> str:
     return logger.report_to
 
 
+def train_rm(rm, trainer: DictConfig, logger: DictConfig, train_dataset, output_dir: str | Path, **overrides) -> float:
+    """Train `rm` with `RewardTrainer` on `train_dataset` under the `trainer` config (plus `overrides`),
+    checkpoints in `output_dir`; leave it in eval mode and return the training seconds. What every
+    study runs to train an RM."""
+    import time
+
+    from hydra.utils import instantiate
+
+    from nexus.training import RewardTrainer
+
+    args = instantiate(trainer, output_dir=str(output_dir), report_to=configure_logger(logger), **overrides)
+    start = time.perf_counter()
+    RewardTrainer(model=rm, args=args, train_dataset=train_dataset).train()
+    seconds = time.perf_counter() - start
+    rm.eval()
+    return seconds
+
+
 def _plain(value):
     """A JSON/wandb-friendly scalar: numpy numbers become Python ones, None stays None."""
     return value.item() if hasattr(value, "item") else value

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import set_seed
 
-from experiments.common import RunData, calibrate, check_experiment_sizes, configure_logger, load_data, log_study
+from experiments.common import RunData, calibrate, check_experiment_sizes, load_data, log_study, train_rm
 from experiments.process_vs_outcome import make_policy
 from nexus import metrics
 from nexus.data import arithmetic
@@ -34,7 +34,6 @@ from nexus.reporting import markdown_table, plot_reliability, write_csv, write_r
 from nexus.sampling import generate_cached
 from nexus.sampling.best_of_n import (SELECTION_RULES, available_rules, best_of_n_expectation,
                                       majority_vote_expectation, selection_scores, split_output, vote_weights)
-from nexus.training import RewardTrainer
 
 CONF = Path(__file__).resolve().parent / "conf"
 BASELINES = ("majority_vote", "random", "oracle")
@@ -103,11 +102,8 @@ def train_family(cfg: DictConfig, family: str, data: dict, out_dir: Path) -> tup
         return rm.eval(), {"trained_on": "nothing", "train_s": 0.0}
     if fmt not in data:
         data[fmt] = load_data(cfg.data, fmt)
-    args = instantiate(fam.trainer, output_dir=str(out_dir / "checkpoints" / family),
-                       report_to=configure_logger(cfg.logger))
-    start = time.perf_counter()
-    RewardTrainer(model=rm, args=args, train_dataset=data[fmt].train).train()
-    return rm.eval(), {"trained_on": f"{fmt} ({len(data[fmt].train)})", "train_s": time.perf_counter() - start}
+    train_s = train_rm(rm, fam.trainer, cfg.logger, data[fmt].train, out_dir / "checkpoints" / family)
+    return rm, {"trained_on": f"{fmt} ({len(data[fmt].train)})", "train_s": train_s}
 
 
 def pairwise_columns(rm, data: RunData) -> tuple[dict, np.ndarray]:

@@ -24,13 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import special
 from transformers import set_seed
 
-from experiments.common import configure_logger, load_data
+from experiments.common import load_data, train_rm
 from nexus import metrics
 from nexus.calibration import fit_temperature
 from nexus.evaluation import score_pairs
 from nexus.models.ensemble import EnsembleRewardModel, ensemble_preference_logits
 from nexus.reporting import markdown_table, plot_reliability, write_report
-from nexus.training import RewardTrainer
 
 
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -155,9 +154,8 @@ def train_ensemble(cfg: DictConfig, variant: DictConfig, k: int, train_pairs, ou
     backbone_cfg = OmegaConf.merge(cfg.backbone, variant.get("backbone", {}))
     set_seed(cfg.seed)
     rm = instantiate(model_cfg, backbone=instantiate(backbone_cfg))
-    args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints"), report_to=configure_logger(cfg.logger))
-    RewardTrainer(model=rm, args=args, train_dataset=train_pairs).train()
-    return rm.eval()
+    train_rm(rm, cfg.trainer, cfg.logger, train_pairs, out_dir / "checkpoints")
+    return rm
 
 
 def _trained_sizes(variant: DictConfig, exp: DictConfig) -> tuple[list[int], list[int]]:

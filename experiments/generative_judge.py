@@ -30,7 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from transformers import set_seed
 
-from experiments.common import configure_logger
+from experiments.common import train_rm
 from nexus import metrics
 from nexus.data import arithmetic
 from nexus.data.formats import read_pairwise, write_jsonl
@@ -39,7 +39,6 @@ from nexus.models.generative import GenerativeRewardModel, verdict_metrics
 from nexus.reporting import markdown_table, plot_reliability, write_report
 from nexus.sampling.critique_revision import critique_revise
 from nexus.sampling.policy import HFPolicy
-from nexus.training import RewardTrainer
 
 
 def judge_rows(judge: GenerativeRewardModel, outcome, pairs) -> tuple[dict, np.ndarray]:
@@ -96,11 +95,8 @@ def critique_revision_rows(cfg: DictConfig, judge: GenerativeRewardModel, eval_p
     with open_dict(rm_cfg):
         rm_cfg.trainer = OmegaConf.merge(rm_cfg.trainer, cr.rm.trainer)
     rm = instantiate(cr.rm.model, backbone=instantiate(cr.rm.backbone))
-    args = instantiate(rm_cfg.trainer, output_dir=str(out_dir / "checkpoints" / "cai_rm"),
-                       report_to=configure_logger(cfg.logger))
     before = pairwise_report(score_pairs(rm, held))["accuracy"]
-    RewardTrainer(model=rm, args=args, train_dataset=train).train()
-    rm.eval()
+    train_rm(rm, rm_cfg.trainer, cfg.logger, train, out_dir / "checkpoints" / "cai_rm")
     row.update({"n_train_pairs": len(train), "n_held_out_pairs": len(held),
                 "cai_accuracy_before": before, "cai_accuracy": pairwise_report(score_pairs(rm, held))["accuracy"],
                 "truth_pair_accuracy": pairwise_report(score_pairs(rm, eval_pairs))["accuracy"]})
@@ -127,12 +123,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     cai = critique_revision_rows(cfg, judge, pairs, out_dir) if exp.critique_revision.n > 0 or exp.critique_revision.pairs_from else None
 
-    args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints" / "judge"),
-                       report_to=configure_logger(cfg.logger))
-    start = time.perf_counter()
-    RewardTrainer(model=judge, args=args, train_dataset=train).train()
-    train_s = time.perf_counter() - start
-    judge.eval()
+    train_s = train_rm(judge, cfg.trainer, cfg.logger, train, out_dir / "checkpoints" / "judge")
     start = time.perf_counter()
     report, p_yes["fine-tuned"] = judge_rows(judge, outcome, pairs)
     rows.append({"judge": "fine-tuned (LoRA)", "n_train": len(train), "train_s": train_s,

@@ -14,7 +14,6 @@ Writes metrics.json/.csv, results.md, best_of_n.png and the ORM into the run dir
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import configure_logger
+from experiments.common import train_rm
 from nexus import metrics
 from nexus.data import humaneval
 from nexus.data.formats import OutcomeExample
 from nexus.reporting import plot_best_of_n, write_report
 from nexus.sampling import HFPolicy, generate_cached
 from nexus.sampling.best_of_n import best_of_n_expectation
-from nexus.training import RewardTrainer
 
 
 def sample_and_label(policy: HFPolicy, problems: list, n: int, exp: DictConfig, seed: int):
@@ -51,10 +49,7 @@ def sample_and_label(policy: HFPolicy, problems: list, n: int, exp: DictConfig, 
 def train_orm(cfg: DictConfig, examples: list[OutcomeExample], out_dir: Path):
     set_seed(cfg.seed)
     rm = instantiate(cfg.experiment.orm, backbone=instantiate(cfg.backbone))
-    args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints"), report_to=configure_logger(cfg.logger))
-    start = time.perf_counter()
-    RewardTrainer(model=rm, args=args, train_dataset=examples).train()
-    return rm.eval(), time.perf_counter() - start
+    return rm, train_rm(rm, cfg.trainer, cfg.logger, examples, out_dir / "checkpoints")
 
 
 def mean_logprob(policy: HFPolicy, prompts: list[str], completions: list[str], batch_size: int = 16) -> np.ndarray:

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import configure_logger
+from experiments.common import train_rm
 from nexus import metrics
 from nexus.data import arithmetic
 from nexus.data.formats import OutcomeExample, ProcessExample
@@ -31,7 +31,6 @@ from nexus.reporting import plot_best_of_n, write_report
 from nexus.sampling import ArithmeticPolicy, HFPolicy, generate_cached
 from nexus.sampling.best_of_n import best_of_n_expectation, majority_vote_expectation
 from nexus.sampling.shepherd import arithmetic_correct, shepherd_labels
-from nexus.training import RewardTrainer
 
 
 def make_policy(spec: DictConfig):
@@ -62,10 +61,7 @@ def labelled_samples(exp: DictConfig, policy, seed: int) -> tuple[list[ProcessEx
 def train(cfg: DictConfig, model_cfg: DictConfig, data, out_dir: Path):
     set_seed(cfg.seed)
     rm = instantiate(model_cfg, backbone=instantiate(cfg.backbone))
-    args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints"), report_to=configure_logger(cfg.logger))
-    start = time.perf_counter()
-    RewardTrainer(model=rm, args=args, train_dataset=data).train()
-    return rm.eval(), time.perf_counter() - start
+    return rm, train_rm(rm, cfg.trainer, cfg.logger, data, out_dir / "checkpoints")
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
