@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from nexus import checkpoint, losses
 from nexus.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-from nexus.batching import PACKED_MAX_TOKENS, PromptGroup, prompt_groups, token_budget_batches
+from nexus.batching import PromptGroup, token_budget_batches
+from nexus.inputs import hashable, total_length, validate_inputs
 from nexus.validation import check_positive_int
 
 
@@ -47,55 +48,6 @@ class RewardOutput:
         return RewardOutput(**{field: None if value is None else (
             {k: v[part] for k, v in value.items()} if isinstance(value, dict) else value[part])
             for field, value in vars(self).items()})
-
-
-def _check_sequence(name: str, value: Any) -> None:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{name} must be a sequence (list or tuple) of strings, got {type(value).__name__}")
-
-
-def _check_encodable(name: str, text: str) -> None:
-    """Raise ValueError if `text` holds a lone surrogate (U+D800-U+DFFF), which no tokenizer can encode."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValueError(f"{name} has a lone surrogate {text[err.start]!r} at character {err.start}: "
-                         "not valid Unicode text") from None
-
-
-def validate_inputs(prompts: Sequence[str], responses: Sequence, accepts_steps: bool = False) -> None:
-    """Raise ValueError naming the offending index for bad `score`/`compare` input."""
-    _check_sequence("prompts", prompts)
-    _check_sequence("responses", responses)
-    if len(prompts) == 0:
-        raise ValueError("prompts is empty: score needs at least one (prompt, response)")
-    if len(prompts) != len(responses):
-        raise ValueError(f"length mismatch: {len(prompts)} prompts but {len(responses)} responses")
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompts[{i}] is {type(prompt).__name__}, expected str")
-        _check_encodable(f"prompts[{i}]", prompt)
-    for i, response in enumerate(responses):
-        if isinstance(response, str):
-            _check_encodable(f"responses[{i}]", response)
-            continue
-        if accepts_steps and isinstance(response, Sequence):
-            bad = [j for j, step in enumerate(response) if not isinstance(step, str)]
-            if not bad:
-                for j, step in enumerate(response):
-                    _check_encodable(f"responses[{i}][{j}]", step)
-                continue
-            raise ValueError(f"responses[{i}][{bad[0]}] is {type(response[bad[0]]).__name__}, expected str")
-        expected = "str or a sequence of step strings" if accepts_steps else "str"
-        raise ValueError(f"responses[{i}] is {type(response).__name__}, expected {expected}")
-
-
-def _hashable(response: str | Sequence[str]) -> str | tuple[str, ...]:
-    return response if isinstance(response, str) else tuple(response)
-
-
-def _length(response: str | Sequence[str]) -> int:
-    return len(response) if isinstance(response, str) else sum(len(s) for s in response)
 
 
 def _gather(parts: list[tuple[list[int], RewardOutput]], total: int) -> RewardOutput:
@@ -268,7 +220,7 @@ class RewardModel(nn.Module, ABC):
     def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
         """Sizes per input for token-budget batching: characters for a family without a tokenizer
         (`BackboneRewardModel` counts tokens)."""
-        return [len(p) + _length(r) for p, r in zip(prompts, responses)]
+        return [len(p) + total_length(r) for p, r in zip(prompts, responses)]
 
     def _batches(self, prompts: Sequence[str], responses: Sequence, batch_size: int | None,
                  max_tokens: int | None) -> list[list[int]]:
@@ -277,7 +229,7 @@ class RewardModel(nn.Module, ABC):
         if max_tokens is not None:
             return token_budget_batches(self._token_lengths(prompts, responses), max_tokens)
         size = self.batch_size if batch_size is None else batch_size
-        order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + _length(responses[i])))
+        order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + total_length(responses[i])))
         return [order[start:start + size] for start in range(0, len(order), size)]
 
     def data_collator(self, seed: int = 0):
@@ -427,7 +379,7 @@ class RewardModel(nn.Module, ABC):
         validate_inputs(prompts, chosen, self.accepts_steps)
         validate_inputs(prompts, rejected, self.accepts_steps)
         first: dict[tuple, int] = {}  # each distinct pair -> its first index
-        for i, key in enumerate(zip(prompts, map(_hashable, chosen), map(_hashable, rejected))):
+        for i, key in enumerate(zip(prompts, map(hashable, chosen), map(hashable, rejected))):
             first.setdefault(key, i)
         if len(first) < MIN_CALIBRATION_PAIRS:
             raise ValueError(f"calibrate: {len(first)} distinct (prompt, chosen, rejected) pairs given "
@@ -493,61 +445,6 @@ class RewardModel(nn.Module, ABC):
         """What config.json's "saved_state" holds: state set after construction (not the
         temperature, a buffer saved with the weights)."""
         return {"normalizer": None if self.normalizer is None else self.normalizer.to_config()}
-
-
-BACKBONE_DIR = "backbone"
-
-
-class BackboneRewardModel(RewardModel):
-    """A reward model built on one `nexus.backbones.Backbone` (`self.backbone`), which holds what
-    such families share: token-counted batches, prompt packing, the pairwise collator, and the
-    checkpoint layout (the backbone's architecture and tokenizer in `backbone/`; every other
-    config.json entry a constructor argument).
-    """
-
-    saved_entries: ClassVar[tuple[str, ...]] = (BACKBONE_DIR,)
-
-    def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
-        """Tokens per input for token-budget batching (capped at the backbone's max_length).
-
-        Counted with `backbone.token_ids` (exact for the scalar, ensemble, outcome and multi-objective
-        RMs); an estimate where a family renders its own context (the judge's template, the process
-        RM's step tokens; steps are counted joined by newlines).
-        """
-        texts = [r if isinstance(r, str) else "\n".join(r) for r in responses]
-        return [min(len(ids), self.backbone.max_length) for ids in self.backbone.token_ids(prompts, texts)]
-
-    def data_collator(self, seed: int = 0):
-        """Pairs as chosen-then-rejected batches for `RewardTrainer`; families that pack prompts
-        (`packs_prompts`) get each pair as one row that reads its prompt once."""
-        from nexus.data.collators import PairwiseCollator
-
-        return PairwiseCollator(self.backbone, getattr(self, "bootstrap_members", None), seed=seed,
-                                share_prompts=self.packs_prompts)
-
-    def _shares_prompts(self, share_prompts: bool) -> bool:
-        return share_prompts and self.packs_prompts and getattr(self.backbone, "can_pack", False)
-
-    def _packed_batches(self, prompts: Sequence[str], responses: Sequence[str],
-                        max_tokens: int | None) -> tuple[list[list[PromptGroup]], list[int]]:
-        """Batches of prompt groups to pack (`prompt_groups`, cut by the token budget) and the
-        indices of the inputs to score alone."""
-        budget = next((b for b in (max_tokens, self.max_tokens) if b is not None), PACKED_MAX_TOKENS)
-        ids = self.backbone.token_ids(prompts, responses)
-        groups, alone = prompt_groups(prompts, ids, self.backbone.max_length, budget)
-        return [[groups[g] for g in idx] for idx in token_budget_batches([g.tokens for g in groups], budget)], alone
-
-    def _save_extra(self, directory: Path) -> None:
-        self.backbone.save_architecture(directory / BACKBONE_DIR)
-
-    @classmethod
-    def _from_config(cls, config: dict, directory: Path) -> "BackboneRewardModel":
-        """The backbone from `backbone/` (architecture only; the weights come with the model's), and
-        every other entry of `config_dict()` as a constructor argument."""
-        from nexus.backbones import Backbone
-
-        kwargs = {k: v for k, v in config.items() if k not in ("model_type", "backbone")}
-        return cls(Backbone.from_architecture(directory / BACKBONE_DIR, config["backbone"]), **kwargs)
 
 
 # Keys of config.json that are saved state rather than constructor arguments. Checkpoints written

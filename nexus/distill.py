@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 
 from nexus import metrics
-from nexus.base import RewardModel, validate_inputs
+from nexus.base import RewardModel
+from nexus.inputs import validate_inputs
 from nexus.data import arithmetic
 from nexus.data.formats import OutcomeExample, PairwiseExample
 from nexus.models.rules import RulesRewardModel

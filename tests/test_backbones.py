@@ -80,7 +80,7 @@ def test_local_directory_backbone_loads_offline(tmp_path):
 
 
 def test_token_logprob_stats_by_hand():
-    from nexus.backbones.backbone import token_logprob_stats
+    from nexus.backbones.logprobs import token_logprob_stats
 
     # vocab 2; row 0 reads tokens [0, 1, 1] (all attended), row 1 reads [1, 0] then a pad.
     logits = torch.zeros(2, 3, 2)

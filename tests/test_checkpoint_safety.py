@@ -286,7 +286,9 @@ def test_backbone_config_that_disagrees_with_the_weights_is_refused(tmp_path, rm
 def test_rm_config_that_disagrees_with_the_weights_is_refused(tmp_path, rm):
     path = rm.save_pretrained(tmp_path / "ckpt")
     _edit_json(path / "config.json", head_hidden=4096)
-    _quick_refusal(lambda: nexus.load(path), r"head\..*: the config implies shape \[4096, 64\], the file has \[8, 64\]")
+    message = _quick_refusal(lambda: nexus.load(path),
+                             r"head\..*: the config implies shape \[4096, 64\], the file has \[8, 64\]")
+    assert f"the config does not match the weights in {path / 'model.safetensors'}; nothing was built" in message
 
 
 def test_hf_directory_whose_config_disagrees_with_its_weights_is_refused(tmp_path, monkeypatch):

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 import nexus
 from nexus.backbones import Backbone, load_backbone
-from nexus.base import BackboneRewardModel, RewardOutput
+from nexus.backbone_model import BackboneRewardModel
+from nexus.base import RewardOutput
 from nexus.data.arithmetic import generate
 from nexus.evaluation import evaluate_pairwise
 from nexus.training import RewardTrainer

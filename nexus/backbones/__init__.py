@@ -8,7 +8,8 @@ from pathlib import Path
 
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from nexus.backbones.backbone import Backbone, LoraSpec
+from nexus.backbones.backbone import Backbone
+from nexus.backbones.lora import LoraSpec
 from nexus.backbones.packaged import PACKAGED
 from nexus.backbones.tiny import TINY, build_tiny
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+from nexus.backbones.logprobs import logprob_summary, running_logprob_stats, token_logprob_stats, token_logprobs
+from nexus.backbones.lora import LoraSpec, apply_lora
 from nexus.backbones.pooling import POOLERS
 from nexus.validation import check_positive_int
 
@@ -40,78 +41,12 @@ MAX_CHARS_PER_TOKEN = 32
 _WORD_END = re.compile(r"\S(?=\s)")
 
 
-@dataclass(frozen=True)
-class LoraSpec:
-    """LoRA adapter settings passed to `peft.LoraConfig` (Hu et al. 2021)."""
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"
-
-
-def apply_lora(model: nn.Module, spec: LoraSpec) -> nn.Module:
-    """Wrap `model` with LoRA adapters; only the adapters stay trainable."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
-        target_modules=spec.target_modules, bias="none",
-        # GPT-2 stores its projections as Conv1D (transposed weights).
-        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
-    )
-    return get_peft_model(model, config)
-
-
 def is_encoder_config(config) -> bool:
     """True for bidirectional encoders (mean pooling), False for decoders (last token)."""
     architectures = config.architectures or []
     if any(a.endswith(("CausalLM", "LMHeadModel")) for a in architectures):
         return False
     return config.model_type in ENCODER_TYPES
-
-
-def token_logprobs(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """'b n v', 'b n', 'b n' -> ('b n' log p(token t | tokens < t), 'b n' bool: t was scored).
-
-    Token t is scored by the LM head at position t - 1; the first token and pads are not.
-    """
-    logits = logits[:, :-1].float()
-    # gather minus logsumexp: no second vocabulary-sized tensor (49k wide for SmolLM2).
-    logp = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
-    valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
-    return F.pad(logp, (1, 0)), F.pad(valid, (1, 0))
-
-
-def token_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    """'b n v', 'b n', 'b n' -> 'b 2': mean and min log-likelihood of the tokens read.
-
-    Each attended token is scored by the LM head at the position before it. The
-    minimum is the single most surprising token: a wrong step stands out there,
-    and the prompt, shared by both sides of a pair, cancels in the mean's difference.
-    """
-    logp, valid = token_logprobs(logits, input_ids, attention_mask)
-    count = valid.sum(-1).clamp(min=1)
-    mean = torch.where(valid, logp, 0.0).sum(-1) / count
-    low = torch.where(valid, logp, torch.inf).amin(-1)
-    low = torch.where(valid.any(-1), low, 0.0)  # a one-token input has nothing to score
-    return torch.stack([mean, low], dim=-1)
-
-
-def running_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    """'b n v', 'b n', 'b n' -> 'b n 2': at every position, the mean and min log-likelihood of
-    the tokens read so far (what `token_logprob_stats` gives at the last token, for every prefix)."""
-    logp, valid = token_logprobs(logits, input_ids, attention_mask)
-    mean = torch.where(valid, logp, 0.0).cumsum(-1) / valid.cumsum(-1).clamp(min=1)
-    low = torch.where(valid, logp, torch.inf).cummin(-1).values
-    return torch.stack([mean, torch.where(torch.isinf(low), 0.0, low)], dim=-1)
-
-
-def logprob_summary(logp: Tensor, valid: Tensor) -> Tensor:
-    """'b n' token log-likelihoods, 'b n' bool scored -> 'b 2' mean and min (as `token_logprob_stats`)."""
-    mean = torch.where(valid, logp, 0.0).sum(-1) / valid.sum(-1).clamp(min=1)
-    low = torch.where(valid, logp, torch.inf).amin(-1)
-    return torch.stack([mean, torch.where(valid.any(-1), low, 0.0)], dim=-1)
 
 
 def common_prefix_length(ids: Sequence[Sequence[int]]) -> int:

@@ -26,7 +26,9 @@ from transformers import AutoModelForCausalLM
 
 from nexus import prompts as templates_lib
 from nexus.backbones import Backbone, LoraSpec, resolve_backbone_dir
-from nexus.base import BACKBONE_DIR, BackboneRewardModel, RewardOutput, validate_inputs
+from nexus.backbone_model import BACKBONE_DIR, BackboneRewardModel
+from nexus.base import RewardOutput
+from nexus.inputs import validate_inputs
 from nexus.batching import PACKED_MAX_TOKENS, PromptGroup, prompt_groups
 from nexus.data.collators import IGNORE
 from nexus.models import judge

@@ -21,7 +21,8 @@ from einops import rearrange
 from torch import Tensor
 
 from nexus.backbones import Backbone
-from nexus.base import BackboneRewardModel, RewardOutput
+from nexus.backbone_model import BackboneRewardModel
+from nexus.base import RewardOutput
 from nexus.data.collators import IGNORE, MultiObjectiveCollator, objective_labels
 from nexus.data.formats import PairwiseExample
 from nexus.heads import MultiObjectiveHead

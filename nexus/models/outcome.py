@@ -16,7 +16,8 @@ from torch import Tensor
 
 from nexus.backbones import Backbone
 from nexus.backbones.pooling import last_token_index
-from nexus.base import BackboneRewardModel, RewardOutput, labelled_logits_loss
+from nexus.backbone_model import BackboneRewardModel
+from nexus.base import RewardOutput, labelled_logits_loss
 from nexus.heads import ScalarHead
 
 

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from nexus.backbones import Backbone
-from nexus.base import BackboneRewardModel, RewardOutput, labelled_logits_loss
+from nexus.backbone_model import BackboneRewardModel
+from nexus.base import RewardOutput, labelled_logits_loss
 from nexus.heads import ScalarHead
 
 STEP_TOKEN = "<|step|>"

@@ -14,7 +14,9 @@ from torch import Tensor
 
 from nexus.backbones import Backbone
 from nexus.backbones.backbone import shared_prefix_length
-from nexus.base import BackboneRewardModel, RewardOutput, validate_inputs
+from nexus.backbone_model import BackboneRewardModel
+from nexus.base import RewardOutput
+from nexus.inputs import validate_inputs
 from nexus.batching import PromptGroup
 from nexus.heads import ScalarHead
 

@@ -1,0 +1,47 @@
+"""Log-likelihood features of a causal LM's own tokens: per token, and summarised per input
+(mean and min), for the backbones that append them to the pooled features."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def token_logprobs(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """'b n v', 'b n', 'b n' -> ('b n' log p(token t | tokens < t), 'b n' bool: t was scored).
+
+    Token t is scored by the LM head at position t - 1; the first token and pads are not.
+    """
+    logits = logits[:, :-1].float()
+    # gather minus logsumexp: no second vocabulary-sized tensor (49k wide for SmolLM2).
+    logp = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
+    valid = (attention_mask[:, 1:] * attention_mask[:, :-1]).bool()
+    return F.pad(logp, (1, 0)), F.pad(valid, (1, 0))
+
+
+def token_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """'b n v', 'b n', 'b n' -> 'b 2': mean and min log-likelihood of the tokens read.
+
+    Each attended token is scored by the LM head at the position before it. The
+    minimum is the single most surprising token: a wrong step stands out there,
+    and the prompt, shared by both sides of a pair, cancels in the mean's difference.
+    A one-token input has nothing to score and gets 0 for both.
+    """
+    return logprob_summary(*token_logprobs(logits, input_ids, attention_mask))
+
+
+def running_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """'b n v', 'b n', 'b n' -> 'b n 2': at every position, the mean and min log-likelihood of
+    the tokens read so far (what `token_logprob_stats` gives at the last token, for every prefix)."""
+    logp, valid = token_logprobs(logits, input_ids, attention_mask)
+    mean = torch.where(valid, logp, 0.0).cumsum(-1) / valid.cumsum(-1).clamp(min=1)
+    low = torch.where(valid, logp, torch.inf).cummin(-1).values
+    return torch.stack([mean, torch.where(torch.isinf(low), 0.0, low)], dim=-1)
+
+
+def logprob_summary(logp: Tensor, valid: Tensor) -> Tensor:
+    """'b n' token log-likelihoods, 'b n' bool scored -> 'b 2' mean and min (as `token_logprob_stats`)."""
+    mean = torch.where(valid, logp, 0.0).sum(-1) / valid.sum(-1).clamp(min=1)
+    low = torch.where(valid, logp, torch.inf).amin(-1)
+    return torch.stack([mean, torch.where(valid.any(-1), low, 0.0)], dim=-1)
