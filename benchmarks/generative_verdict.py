@@ -31,7 +31,7 @@ def run(args) -> list[Row]:
     peak = args.peak or matmul_peak_gflops()
     data = generate(args.n, seed=7)["outcome"][: args.n]
     prompts, responses = [ex.prompt for ex in data], [ex.response for ex in data]
-    backbone = load_backbone(args.backbone, lm_logprobs=True)
+    backbone = load_backbone(args.backbone, lm_head=True)
     whole = GenerativeRewardModel(backbone, batch_size=args.batch_size)
     whole.share_prefix = False
     judges = {  # the same weights, shared

@@ -6,7 +6,7 @@ One axis at a time, the others held fixed; each axis gets a log-log PNG (`--out/
 with the time of every case and the exponent p of time ~ x^p fitted by least squares on the logs
 (`fit_exponent`), printed and in the legend. Cases: scalar-RM `score` of B equal inputs in one
 batch (batch), of 8 inputs of L tokens (length), best-of-N with the prompt read N times
-(`share_prompts=False`) and once (`score_candidates`'s KV cache; `score`'s packed rows), and
+(`share_prompts=False`) and once (`score_candidates`: packed rows), and
 ensembles of K shared members and K independent backbones. Every input is read whole on the batch
 and length axes (`share_prompts=False`), which repeat one prompt.
 """
@@ -82,8 +82,7 @@ def sweep(args, backbone) -> dict[str, tuple[str, dict]]:
     length = [time(lambda p=p, r=r: rm.score([p] * 8, [r] * 8, share_prompts=False)) for p, r in texts]
     tasks = [best_of_n_task(backbone, n, 4.0, random.Random(0)) for n in args.ns]  # one problem: only N varies
     plain = [time(lambda t=t: rm.score([t[0]] * len(t[1]), t[1], share_prompts=False)) for t in tasks]
-    once = [time(lambda t=t: rm.score_candidates(*t)) for t in tasks]
-    packed = [time(lambda t=t: rm.score([t[0]] * len(t[1]), t[1])) for t in tasks]
+    packed = [time(lambda t=t: rm.score_candidates(*t)) for t in tasks]
     shared, independent = [], []
     inputs = ([prompt] * 8, [response] * 8)
     for k in args.ks:
@@ -94,7 +93,6 @@ def sweep(args, backbone) -> dict[str, tuple[str, dict]]:
         "batch": ("inputs per batch", {"scalar RM": (args.batch_sizes, batch)}),
         "length": ("tokens per input (batch of 8)", {"scalar RM": (tokens, length)}),
         "n": ("N candidates (best-of-N)", {"prompt read N times": (args.ns, plain),
-                                           "prompt read once (KV cache)": (args.ns, once),
                                            "prompt read once (packed rows)": (args.ns, packed)}),
         "k": ("K ensemble members (8 inputs)", {"shared backbone": (args.ks, shared),
                                                 "independent backbones": (args.ks, independent)}),

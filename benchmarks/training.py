@@ -23,7 +23,7 @@ from benchmarks.common import Row, benchmark_parser, best_seconds, report, threa
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from benchmarks.scoring import build_family
 from nexus.backbones import load_backbone
-from nexus.backbones.backbone import shared_prefix_length
+from nexus.batching import shared_prefix_length
 from nexus.data.arithmetic import SPLITS, generate
 from nexus.data.collators import PairwiseCollator
 from nexus.base import MODEL_INPUTS

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import train_rm
+from experiments.common import derive_config, train_rm
 from nexus.active import ENSEMBLE_METHODS, METHODS, active_learning
 from nexus.data import arithmetic
 from nexus.data.formats import flip_preferences
@@ -54,11 +54,11 @@ def check_methods(methods, model_cfg: DictConfig) -> list[str]:
 def run_method(cfg: DictConfig, method: str, seed: int, pool: list, held_out: list, out_dir: Path) -> list[dict]:
     """One learning curve: the rows of `active_learning` for `method` and repetition `seed`."""
     exp = cfg.experiment
-    model_cfg = OmegaConf.merge(cfg.model, {"seed": cfg.seed + seed} if "seed" in cfg.model else {})
+    rm_cfg = derive_config(cfg, model={"seed": cfg.seed + seed} if "seed" in cfg.model else None)
 
     def build():
         set_seed(cfg.seed + seed)  # every method of a seed starts from one init
-        return instantiate(model_cfg, backbone=instantiate(cfg.backbone))
+        return instantiate(rm_cfg.model)
 
     def train(rm, labelled):
         train_rm(rm, cfg.trainer, cfg.logger, labelled, out_dir / "checkpoints", seed=cfg.seed + seed)

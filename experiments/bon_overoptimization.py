@@ -22,7 +22,6 @@ results.md, overoptimization.png and coste.png. Legend: p problems, c candidates
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
@@ -30,23 +29,19 @@ from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import log_study, train_rm
-from experiments.process_vs_outcome import make_policy
+from experiments.common import derive_config, group_config, log_study, train_rm
 from nexus import metrics
 from nexus.data import arithmetic
 from nexus.data.formats import PairwiseExample
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import markdown_table, write_csv, write_report
-from nexus.sampling import ArithmeticPolicy, generate_cached
+from nexus.sampling import generate_cached
 from nexus.sampling.best_of_n import selection_scores, split_output
 from nexus.sampling.overoptimization import (bon_curves, bradley_terry_labels, fit_gao_bon, gao_bon,
                                              power_of_two_ns, rises_then_falls, sqrt_kl)
-
-CONF = Path(__file__).resolve().parent / "conf"
-
 
 def truth_reward(prompt: str, response: str) -> float:
     """The arithmetic ground truth made continuous: the fraction of steps right up to the first
@@ -59,13 +54,6 @@ def truth_reward(prompt: str, response: str) -> float:
     return sum(labels) / len(operators) - math.log1p(miss)
 
 
-def build_policy(spec: DictConfig):
-    """The noisy step solver (with `max_offset`), or a causal LM via `make_policy`."""
-    if spec.name == "arithmetic":
-        return ArithmeticPolicy(spec.error_rate, spec.get("max_offset", 3))
-    return make_policy(spec)
-
-
 def train_variant(cfg: DictConfig, kind: str, parts: list, pairs: list, out_dir: Path, name: str,
              seed: int) -> tuple:
     """Build a `kind` RM (a file of the `model` group), its random parts (head; a tiny backbone)
@@ -74,18 +62,14 @@ def train_variant(cfg: DictConfig, kind: str, parts: list, pairs: list, out_dir:
     `parts` are dicts of `backbone` (an option of the backbone group; null: the run's), `model`
     (fields over the model YAML) and `trainer` (fields over the run's trainer), merged in order.
     """
-    rm_cfg = copy.deepcopy(cfg)
-    with open_dict(rm_cfg):
-        rm_cfg.model = OmegaConf.load(CONF / "model" / f"{kind}.yaml")
-        for part in parts:
-            if part.get("backbone"):
-                rm_cfg.backbone = OmegaConf.load(CONF / "backbone" / f"{part['backbone']}.yaml")
-            rm_cfg.model = OmegaConf.merge(rm_cfg.model, part.get("model") or {})
-            rm_cfg.trainer = OmegaConf.merge(rm_cfg.trainer, part.get("trainer") or {})
-        if "seed" in rm_cfg.backbone:
-            rm_cfg.backbone.seed = seed
+    rm_cfg = derive_config(cfg, {"model": group_config("model", kind)})
+    for part in parts:
+        backbone = {"backbone": group_config("backbone", part["backbone"])} if part.get("backbone") else {}
+        rm_cfg = derive_config(rm_cfg, backbone, model=part.get("model"), trainer=part.get("trainer"))
+    if "seed" in rm_cfg.backbone:
+        rm_cfg.backbone.seed = seed
     set_seed(seed)
-    rm = instantiate(rm_cfg.model, backbone=instantiate(rm_cfg.backbone))
+    rm = instantiate(rm_cfg.model)
     train_s = train_rm(rm, rm_cfg.trainer, cfg.logger, pairs, out_dir / "checkpoints" / name)
     info = {"backbone": rm_cfg.backbone.name_or_path, "params": sum(p.numel() for p in rm.parameters()),
             "train_s": train_s}
@@ -124,8 +108,7 @@ def labelled_pairs(cfg: DictConfig, policy, gold) -> tuple[list[PairwiseExample]
     exp = cfg.experiment
     prompts = [p.prompt for p in arithmetic.generate(max(exp.n_labels), exp.train_seed,
                                                       arithmetic.SPLITS[exp.split])["pairwise"]]
-    draws = generate_cached(policy, prompts, exp.pair_draws, exp.policy.temperature, cfg.seed + 11,
-                            cache_dir=exp.get("cache_dir"))
+    draws = generate_cached(policy, prompts, exp.pair_draws, seed=cfg.seed + 11, cache_dir=exp.get("cache_dir"))
     kept = [(p, *list(dict.fromkeys(d))[:2]) for p, d in zip(prompts, draws) if len(set(d)) >= 2]
     if len(kept) < len(prompts):
         warnings.warn(f"{len(prompts) - len(kept)} of {len(prompts)} training problems had no two distinct samples "
@@ -145,8 +128,7 @@ def policy_pools(cfg: DictConfig, policy, gold) -> dict:
     exp = cfg.experiment
     problems = arithmetic.generate(exp.n_problems, exp.test_seed, arithmetic.SPLITS[exp.split])["pairwise"]
     prompts = [p.prompt for p in problems]
-    pools = generate_cached(policy, prompts, exp.n_candidates, exp.policy.temperature, cfg.seed + 7,
-                            cache_dir=exp.get("cache_dir"))
+    pools = generate_cached(policy, prompts, exp.n_candidates, seed=cfg.seed + 7, cache_dir=exp.get("cache_dir"))
     flat = gold([p for p, pool in zip(prompts, pools) for _ in pool], [s for pool in pools for s in pool])
     bounds = np.cumsum([0, *map(len, pools)])
     correct = [[arithmetic.gold_reward(p, s) for s in pool] for p, pool in zip(prompts, pools)]
@@ -257,7 +239,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     check_config(exp)
     start = time.perf_counter()
     ns = power_of_two_ns(exp.n_candidates)
-    policy = build_policy(exp.policy)
+    policy = instantiate(exp.policy)
     gold, gold_info = make_gold(cfg, out_dir)
     pairs, label_info = labelled_pairs(cfg, policy, gold)
     pools = policy_pools(cfg, policy, gold)

@@ -1,13 +1,16 @@
-"""Shared pieces of the entry points: data from a config, evaluation tables, logger setup."""
+"""Shared pieces of the entry points: config groups and derived run configs, data from a config,
+evaluation tables, logger setup, RM training."""
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nexus.data import arithmetic
 from nexus.data.formats import PairwiseExample, read_jsonl, read_pairwise
@@ -16,6 +19,44 @@ from nexus.calibration import UninformativePairsError
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import plot_reliability, write_report
 from nexus.validation import check_config_sizes, check_positive_int
+
+
+CONF = Path(__file__).resolve().parent / "conf"
+
+
+def group_options(group: str, extra_dirs: list | None = None) -> dict[str, Path]:
+    """Option name -> YAML of a config group (`model`, `backbone`, `policy`, `experiment`, ...): the
+    files of experiments/conf/<group>/, then those of `extra_dirs` (a name there replaces a built-in one)."""
+    dirs = [CONF / group, *(Path(d) for d in extra_dirs or [])]
+    for folder in dirs[1:]:
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder (of {group} configs)")
+    return {p.stem: p for folder in dirs for p in sorted(folder.glob("*.yaml"))}
+
+
+def group_config(group: str, name: str, extra_dirs: list | None = None) -> DictConfig:
+    """The contents of one option of a config group, e.g. `group_config("model", "scalar")`."""
+    options = group_options(group, extra_dirs)
+    if name not in options:
+        raise ValueError(f"{group}={name!r}: expected one of {sorted(options)}")
+    return OmegaConf.load(options[name])
+
+
+def derive_config(cfg: DictConfig, replace: Mapping | None = None, **merge) -> DictConfig:
+    """A copy of the run config with sections replaced (`replace={"model": group_config(...)}`) and
+    then sections merged with overrides (`trainer={"max_steps": 2}`; None merges nothing).
+
+    The copy keeps the run's root, so interpolations such as a model YAML's `backbone: ${backbone}`
+    or `${seed}` resolve against the derived sections: `instantiate(derived.model)` builds the
+    model on the derived backbone.
+    """
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        for key, value in (replace or {}).items():
+            out[key] = value
+        for key, value in merge.items():
+            out[key] = OmegaConf.merge(out[key], value or {})
+    return out
 
 
 # Integer sizes of the config sections and their smallest allowed values (a key a study does not

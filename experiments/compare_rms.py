@@ -16,17 +16,16 @@ bands over problems). Legend: p problems, c candidates of a pool, n best-of-n si
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
-from experiments.common import RunData, calibrate, check_experiment_sizes, load_data, log_study, train_rm
-from experiments.process_vs_outcome import make_policy
+from experiments.common import (RunData, calibrate, check_experiment_sizes, derive_config, group_options, load_data,
+                                log_study, train_rm)
 from nexus import metrics
 from nexus.data import arithmetic
 from nexus.evaluation import pairwise_report, score_pairs
@@ -35,18 +34,16 @@ from nexus.sampling import generate_cached
 from nexus.sampling.best_of_n import (SELECTION_RULES, available_rules, best_of_n_expectation,
                                       majority_vote_expectation, selection_scores, split_output, vote_weights)
 
-CONF = Path(__file__).resolve().parent / "conf"
 BASELINES = ("majority_vote", "random", "oracle")
 
 
 def family_yamls(exp: DictConfig | None = None) -> dict[str, Path]:
     """Every RM family -> its YAML: the `model` config group, then the folders of
     `experiment.model_dirs` (a researcher's own families; a name there replaces a built-in one)."""
-    dirs = [CONF / "model", *(Path(d) for d in ((exp.get("model_dirs") if exp is not None else None) or []))]
-    for folder in dirs[1:]:
-        if not folder.is_dir():
-            raise ValueError(f"experiment.model_dirs: {folder} is not a folder")
-    return {p.stem: p for folder in dirs for p in sorted(folder.glob("*.yaml"))}
+    try:
+        return group_options("model", exp.get("model_dirs") if exp is not None else None)
+    except ValueError as err:
+        raise ValueError(f"experiment.model_dirs: {err}") from None
 
 
 def model_families(exp: DictConfig | None = None) -> list[str]:
@@ -73,11 +70,8 @@ def family_config(cfg: DictConfig, family: str) -> DictConfig:
     unknown = sorted(set(per) - {"model", "trainer", "train"})
     if unknown:
         raise ValueError(f"experiment.per_family.{family}.{unknown[0]}: expected model, trainer or train")
-    fam = copy.deepcopy(cfg)
-    with open_dict(fam):
-        fam.model = OmegaConf.merge(OmegaConf.load(family_yamls(cfg.experiment)[family]), per.get("model") or {})
-        fam.trainer = OmegaConf.merge(fam.trainer, per.get("trainer") or {})
-        fam.train = per.get("train", True)
+    fam = derive_config(cfg, {"model": OmegaConf.load(family_yamls(cfg.experiment)[family]),
+                              "train": per.get("train", True)}, model=per.get("model"), trainer=per.get("trainer"))
     return fam
 
 
@@ -96,7 +90,7 @@ def train_family(cfg: DictConfig, family: str, data: dict, out_dir: Path) -> tup
     """Build one family on the run's backbone and train it; return it and what it trained on."""
     fam = family_config(cfg, family)
     set_seed(cfg.seed)
-    rm = instantiate(fam.model, backbone=instantiate(fam.backbone))
+    rm = instantiate(fam.model)  # the family's YAML nests the run's backbone (`backbone: ${backbone}`)
     fmt = training_format(rm, fam.train)
     if fmt is None:
         return rm.eval(), {"trained_on": "nothing", "train_s": 0.0}
@@ -124,11 +118,11 @@ def policy_pools(cfg: DictConfig) -> dict:
     exp = cfg.experiment
     problems = arithmetic.generate(exp.n_problems, exp.test_seed, arithmetic.SPLITS[exp.split])["pairwise"]
     prompts = [p.prompt for p in problems]
-    pools = generate_cached(make_policy(exp.policy), prompts, exp.n_candidates, exp.policy.temperature,
-                            cfg.seed + 7, cache_dir=exp.get("cache_dir"))
+    policy = instantiate(exp.policy)
+    pools = generate_cached(policy, prompts, exp.n_candidates, seed=cfg.seed + 7, cache_dir=exp.get("cache_dir"))
     gold = [[arithmetic.gold_reward(p, s) for s in pool] for p, pool in zip(prompts, pools)]
     answers = [[arithmetic.final_answer(s) for s in pool] for pool in pools]
-    return {"prompts": prompts, "pools": pools, "gold": gold, "answers": answers}
+    return {"prompts": prompts, "pools": pools, "gold": gold, "answers": answers, "policy": policy.name}
 
 
 def score_pools(rm, pools: dict) -> tuple[list, float]:
@@ -219,7 +213,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     table = write_tables(out_dir, rows, selection, extra)
     first_split = next(iter(data["pairwise"].evals))
     plot_reliability(out_dir / "reliability.png", curves, title=f"Reliability on arithmetic ({first_split})")
-    plot_best_of_n(out_dir / "best_of_n.png", selection, bands, list(exp.ns), f"policy {exp.policy.name}")
+    plot_best_of_n(out_dir / "best_of_n.png", selection, bands, list(exp.ns), f"policy {pools['policy']}")
     log_study(cfg, out_dir, {"families": rows, "selection": selection},
               {"policy_pass_rate": pass_rate, **{row["family"]: row for row in rows}})
     print(f"\n{table}\n\npolicy pass rate {pass_rate:.4f}; written to {out_dir}", flush=True)

@@ -46,7 +46,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     rows, scores = [], {}
     for name, student in exp.students.items():
         set_seed(cfg.seed)
-        rm = instantiate(student.model, backbone=instantiate(cfg.backbone))
+        rm = instantiate(student.model)
         args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints" / name),
                            report_to=configure_logger(cfg.logger))
         report = distill(rm, rules, train, held_out, args, student.targets, exp.margin, exp.max_pairs)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import special
 from transformers import set_seed
 
-from experiments.common import load_data, train_rm
+from experiments.common import derive_config, load_data, train_rm
 from nexus import metrics
 from nexus.calibration import fit_temperature
 from nexus.evaluation import score_pairs
@@ -146,14 +146,14 @@ def cell_metrics(s: MemberScores, temperature: float, n_resamples: int, seed: in
 
 def train_ensemble(cfg: DictConfig, variant: DictConfig, k: int, train_pairs, out_dir: Path) -> EnsembleRewardModel:
     """Train one ensemble of k members as `variant` says, with the run's trainer settings."""
-    model_cfg = OmegaConf.merge(cfg.model, variant.get("model", {}), {"n_members": k})
-    if model_cfg.member_backbones is not None:
-        model_cfg.member_backbones = list(model_cfg.member_backbones)[:k]
+    rm_cfg = derive_config(cfg, model=variant.get("model"), backbone=variant.get("backbone"))
+    rm_cfg.model.n_members = k
+    if rm_cfg.model.member_backbones is not None:
+        rm_cfg.model.member_backbones = list(rm_cfg.model.member_backbones)[:k]
     if k == 1 and not variant.get("nested", False):
-        model_cfg.bootstrap = False  # the single-model baseline trains on all the data
-    backbone_cfg = OmegaConf.merge(cfg.backbone, variant.get("backbone", {}))
+        rm_cfg.model.bootstrap = False  # the single-model baseline trains on all the data
     set_seed(cfg.seed)
-    rm = instantiate(model_cfg, backbone=instantiate(backbone_cfg))
+    rm = instantiate(rm_cfg.model)
     train_rm(rm, cfg.trainer, cfg.logger, train_pairs, out_dir / "checkpoints")
     return rm
 

@@ -20,17 +20,16 @@ reliability.png (P(Yes) before and after fine-tuning) and cai_pairs.jsonl.
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import train_rm
+from experiments.common import derive_config, train_rm
 from nexus import metrics
 from nexus.data import arithmetic
 from nexus.data.formats import read_pairwise, write_jsonl
@@ -38,7 +37,6 @@ from nexus.evaluation import pairwise_report, score_pairs
 from nexus.models.generative import GenerativeRewardModel, verdict_metrics
 from nexus.reporting import markdown_table, plot_reliability, write_report
 from nexus.sampling.critique_revision import critique_revise
-from nexus.sampling.policy import HFPolicy
 
 
 def judge_rows(judge: GenerativeRewardModel, outcome, pairs) -> tuple[dict, np.ndarray]:
@@ -77,7 +75,7 @@ def critique_revision_rows(cfg: DictConfig, judge: GenerativeRewardModel, eval_p
         n_responses = None
     else:
         problems = arithmetic.generate(cr.n, cr.seed, arithmetic.SPLITS[cfg.experiment.split])["outcome"][: cr.n]
-        policy = HFPolicy(cr.policy, max_new_tokens=cr.max_new_tokens, batch_size=cr.batch_size)
+        policy = instantiate(cr.policy)
         pairs = critique_revise(judge, policy, [e.prompt for e in problems], [e.response for e in problems],
                                 list(cr.principles), seed=cfg.seed)
         n_responses = len(problems)
@@ -91,12 +89,9 @@ def critique_revision_rows(cfg: DictConfig, judge: GenerativeRewardModel, eval_p
         print(f"critique-revision: only {len(pairs)} pairs; no RM trained", flush=True)
         return row
     set_seed(cfg.seed)
-    rm_cfg = copy.deepcopy(cfg)
-    with open_dict(rm_cfg):
-        rm_cfg.trainer = OmegaConf.merge(rm_cfg.trainer, cr.rm.trainer)
-    rm = instantiate(cr.rm.model, backbone=instantiate(cr.rm.backbone))
+    rm = instantiate(cr.rm.model)
     before = pairwise_report(score_pairs(rm, held))["accuracy"]
-    train_rm(rm, rm_cfg.trainer, cfg.logger, train, out_dir / "checkpoints" / "cai_rm")
+    train_rm(rm, derive_config(cfg, trainer=cr.rm.trainer).trainer, cfg.logger, train, out_dir / "checkpoints" / "cai_rm")
     row.update({"n_train_pairs": len(train), "n_held_out_pairs": len(held),
                 "cai_accuracy_before": before, "cai_accuracy": pairwise_report(score_pairs(rm, held))["accuracy"],
                 "truth_pair_accuracy": pairwise_report(score_pairs(rm, eval_pairs))["accuracy"]})
@@ -111,7 +106,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     train = arithmetic.generate(exp.n_train, cfg.data.train_seed, split)["outcome"][: exp.n_train]
 
     set_seed(cfg.seed)
-    judge = instantiate(cfg.model, backbone=instantiate(cfg.backbone))
+    judge = instantiate(cfg.model)
     if not isinstance(judge, GenerativeRewardModel):
         raise ValueError(f"model={type(judge).__name__}: the study needs model=generative")
     rows, p_yes = [], {}

@@ -36,7 +36,7 @@ def sample_and_label(policy: HFPolicy, problems: list, n: int, exp: DictConfig, 
     sequences, or the code block of a chat reply) and their 't n' pass/fail from the sandbox."""
     chat = exp.policy.template == "chat"
     prompts = [humaneval.INSTRUCTION.format(prompt=p.prompt) if chat else p.prompt for p in problems]
-    raw = generate_cached(policy, prompts, n, exp.policy.temperature, seed)
+    raw = generate_cached(policy, prompts, n, seed=seed)
     cut = humaneval.extract_code if chat else humaneval.truncate_completion
     completions = [[cut(c) for c in pool] for pool in raw]
     flat_problems = [p for p, pool in zip(problems, completions) for _ in pool]
@@ -48,7 +48,7 @@ def sample_and_label(policy: HFPolicy, problems: list, n: int, exp: DictConfig, 
 
 def train_orm(cfg: DictConfig, examples: list[OutcomeExample], out_dir: Path):
     set_seed(cfg.seed)
-    rm = instantiate(cfg.experiment.orm, backbone=instantiate(cfg.backbone))
+    rm = instantiate(cfg.experiment.orm)
     return rm, train_rm(rm, cfg.trainer, cfg.logger, examples, out_dir / "checkpoints")
 
 
@@ -92,8 +92,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     train_tasks, test_tasks = humaneval.split_problems(humaneval.load_problems(), exp.train_fraction, exp.split_seed)
     train_tasks, test_tasks = train_tasks[:exp.max_train_tasks], test_tasks[:exp.max_test_tasks]
     chat = exp.policy.template == "chat"
-    policy = HFPolicy(exp.policy.name, max_new_tokens=exp.policy.max_new_tokens, batch_size=exp.policy.batch_size,
-                      template=exp.policy.template, stop=humaneval.CHAT_STOP if chat else humaneval.STOP_SEQUENCES)
+    policy = instantiate(exp.policy, stop=humaneval.CHAT_STOP if chat else humaneval.STOP_SEQUENCES)
     _, _, train_completions, train_passed = sample_and_label(policy, train_tasks, exp.train_samples, exp, cfg.seed)
     examples = [OutcomeExample(p.prompt, c, float(y)) for p, pool, ys in zip(train_tasks, train_completions, train_passed)
                 for c, y in zip(pool, ys)]
@@ -120,6 +119,6 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
              "tasks_with_any_pass": int((test_passed.sum(axis=1) > 0).sum()), "train_seconds": train_s}
     table = write_report(out_dir, rows, extra)
     plot_best_of_n(out_dir / "best_of_n.png", rows, ns, "n", ("random", "oracle (pass@n)"), "n (samples per task)",
-                   "pass rate of the selected program", f"HumanEval held-out tasks, policy {exp.policy.name}")
+                   "pass rate of the selected program", f"HumanEval held-out tasks, policy {policy.name}")
     print(f"\n{table}\n\n{extra}\nwritten to {out_dir}", flush=True)
     return {"rows": rows, **extra}

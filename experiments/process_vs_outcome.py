@@ -28,28 +28,22 @@ from nexus.data import arithmetic
 from nexus.data.formats import OutcomeExample, ProcessExample
 from nexus.models.process import aggregate_steps
 from nexus.reporting import plot_best_of_n, write_report
-from nexus.sampling import ArithmeticPolicy, HFPolicy, generate_cached
+from nexus.sampling import generate_cached
 from nexus.sampling.best_of_n import best_of_n_expectation, majority_vote_expectation
 from nexus.sampling.shepherd import arithmetic_correct, shepherd_labels
-
-
-def make_policy(spec: DictConfig):
-    if spec.name == "arithmetic":
-        return ArithmeticPolicy(spec.error_rate)
-    return HFPolicy(spec.name, max_new_tokens=spec.max_new_tokens)
 
 
 def labelled_samples(exp: DictConfig, policy, seed: int) -> tuple[list[ProcessExample], list[OutcomeExample]]:
     """Policy samples on training problems, as process (per-step) and outcome (final answer) data."""
     cfg = arithmetic.SPLITS[exp.split]
     prompts = [p.prompt for p in arithmetic.generate(exp.n_train_problems, exp.train_seed, cfg)["pairwise"]]
-    samples = generate_cached(policy, prompts, exp.train_samples, exp.policy.temperature, seed)
+    samples = generate_cached(policy, prompts, exp.train_samples, seed=seed)
     flat = [(p, s, arithmetic.parse_steps(s) or [""]) for p, ss in zip(prompts, samples) for s in ss]
     if exp.labels == "exact":
         step_labels = [arithmetic.label_steps(p, steps) for p, _, steps in flat]
     elif exp.labels == "shepherd":
         step_labels = shepherd_labels(policy, [p for p, _, _ in flat], [st for _, _, st in flat], exp.shepherd.k,
-                                      arithmetic_correct, exp.shepherd.mode, exp.policy.temperature, seed + 1)
+                                      arithmetic_correct, exp.shepherd.mode, policy.temperature, seed + 1)
     else:
         raise ValueError(f"experiment.labels={exp.labels!r}: expected 'exact' or 'shepherd'")
     process = [ProcessExample(p, tuple(steps), tuple(float(y) for y in labels))
@@ -60,13 +54,13 @@ def labelled_samples(exp: DictConfig, policy, seed: int) -> tuple[list[ProcessEx
 
 def train(cfg: DictConfig, model_cfg: DictConfig, data, out_dir: Path):
     set_seed(cfg.seed)
-    rm = instantiate(model_cfg, backbone=instantiate(cfg.backbone))
+    rm = instantiate(model_cfg)
     return rm, train_rm(rm, cfg.trainer, cfg.logger, data, out_dir / "checkpoints")
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     exp = cfg.experiment
-    policy = make_policy(exp.policy)
+    policy = instantiate(exp.policy)
     process, outcome = labelled_samples(exp, policy, cfg.seed)
     print(f"{len(process)} training solutions, {np.mean([o.label for o in outcome]):.1%} correct", flush=True)
     prm, prm_s = train(cfg, exp.prm, process, out_dir / "prm")
@@ -76,7 +70,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     test_cfg = arithmetic.SPLITS[exp.split]
     prompts = [p.prompt for p in arithmetic.generate(exp.n_test_problems, exp.test_seed, test_cfg)["pairwise"]]
-    pools = generate_cached(policy, prompts, exp.n_candidates, exp.policy.temperature, cfg.seed + 7)
+    pools = generate_cached(policy, prompts, exp.n_candidates, seed=cfg.seed + 7)
     flat_prompts = [p for p, pool in zip(prompts, pools) for _ in pool]
     flat = [s for pool in pools for s in pool]
     steps = [arithmetic.parse_steps(s) or [""] for s in flat]
@@ -126,7 +120,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     table = write_report(out_dir, rows, extra)
     plot_best_of_n(out_dir / "best_of_n.png", rows, list(exp.ns), "bo", ("random", "oracle"), "n (candidates)",
                    "accuracy of the selected solution",
-                   f"Best-of-n on arithmetic ({exp.split}), policy {exp.policy.name}")
+                   f"Best-of-n on arithmetic ({exp.split}), policy {policy.name}")
     print(f"\n{table}\n\nPRM step AUROC {step_auroc:.4f}; ProcessBench {bench}\nwritten to {out_dir}", flush=True)
     return {"rows": rows, **extra}
 

@@ -24,8 +24,7 @@ from nexus.training import RewardTrainer
 def run(cfg: DictConfig, out_dir: Path):
     """Train, save and evaluate; returns the trained model (tests call this directly)."""
     set_seed(cfg.seed)
-    backbone = instantiate(cfg.backbone)
-    model = instantiate(cfg.model, backbone=backbone)
+    model = instantiate(cfg.model)  # the model config nests the run's backbone
     # Refuse a save_dir holding someone else's files now, not after the training it would waste.
     check_save_target(Path(cfg.save_dir), type(model), overwrite=True)
     data = load_data(cfg.data, model.data_format)

@@ -287,6 +287,13 @@ class RewardModel(nn.Module, ABC):
             self.train(was_training)
         return self._normalize_output(self._finish(out, **options), normalize)
 
+    def score_candidates(self, prompt: str, responses: Sequence, **keywords) -> RewardOutput:
+        """Score c candidate responses to one prompt (best-of-N): `score([prompt] * c, responses,
+        **keywords)`. Families that share prompts read the prompt once for the c candidates."""
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt is {type(prompt).__name__}, expected a string")
+        return self.score([prompt] * len(responses), responses, **keywords)
+
     def _score_inputs(self, prompts: Sequence[str], responses: Sequence, columns: dict[str, Any], *,
                       batch_size: int | None, max_tokens: int | None, share_prompts: bool,
                       progress: bool) -> RewardOutput:

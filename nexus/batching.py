@@ -27,6 +27,21 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int) -> list[list[i
     return batches
 
 
+def common_prefix_length(ids: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix that every sequence in `ids` starts with."""
+    shortest = min(len(seq) for seq in ids)
+    for j in range(shortest):
+        if any(seq[j] != ids[0][j] for seq in ids):
+            return j
+    return shortest
+
+
+def shared_prefix_length(ids: Sequence[Sequence[int]]) -> int:
+    """Tokens that can be read once for all of `ids`: their common prefix, leaving each sequence at
+    least its last token (where a decoder's reward is read)."""
+    return min(common_prefix_length(ids), min(len(seq) for seq in ids) - 1)
+
+
 # Token budget per packed row batch when `score` shares prompts and no `max_tokens` is given.
 PACKED_MAX_TOKENS = 512
 
@@ -54,8 +69,6 @@ def prompt_groups(prompts: Sequence[str], ids: Sequence[Sequence[int]], max_leng
     share >= 1 token; a group whose packed row would exceed `max_tokens` is cut into several rows,
     each as long as the budget allows (at least one suffix each).
     """
-    from nexus.backbones.backbone import shared_prefix_length
-
     by_prompt: dict[str, list[int]] = {}
     for i, prompt in enumerate(prompts):
         by_prompt.setdefault(prompt, []).append(i)

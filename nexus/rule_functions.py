@@ -19,7 +19,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from nexus.data.arithmetic import final_answer
 from nexus.execution import run_program
 
 
@@ -182,28 +181,102 @@ def format_match(prompt: str, response: str, reference: None, *, pattern: str = 
     return 1.0 if found else 0.0
 
 
-_INTEGER = re.compile(r"\s*-?\d+\s*")
+# ---------------------------------------------------------------- final answers
+
+ANSWER_PARSERS: dict[str, Callable[[str], str | None]] = {}
 
 
-def reference_answer(reference: str) -> int:
-    """The integer a reference gives: itself ("151") or a solution's final answer ("... = 151")."""
-    if _INTEGER.fullmatch(reference):
-        return int(reference)
-    answer = final_answer(reference)
-    if answer is None:
-        raise ValueError(f"cannot read a final answer from reference {reference[:80]!r}: expected an "
-                         "integer or a solution whose last line ends in '= <integer>'")
-    return answer
+def register_answer_parser(name: str):
+    """Decorator adding `parse(text) -> answer string or None` to `ANSWER_PARSERS` under `name`
+    (`math_correct(answer=name)`; a checkpoint refers to it by name)."""
+    def add(fn: Callable[[str], str | None]) -> Callable[[str], str | None]:
+        if name in ANSWER_PARSERS:
+            raise ValueError(f"answer parser {name!r} is already registered")
+        ANSWER_PARSERS[name] = fn
+        return fn
+    return add
 
 
-@register_rule("math_correct", 0.0, 1.0, needs_reference=True)
-def math_correct(prompt: str, response: str, reference: str) -> float:
+_LAST_EQUALS = re.compile(r"=\s*(-?[0-9]+)", re.ASCII)
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
+@register_answer_parser("last_equals")
+def last_equals_answer(text: str) -> str | None:
+    """The integer after the last '=' of the last line ("x op y = z" per line), None if that line
+    does not end in '= <integer>'. Lines are the stripped text split at newlines."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    last = stripped.split("\n")[-1].strip()
+    if "=" not in last:
+        return None
+    match = _LAST_EQUALS.fullmatch(last, last.rindex("="))
+    return match.group(1) if match else None
+
+
+@register_answer_parser("boxed")
+def boxed_answer(text: str) -> str | None:
+    r"""The contents of the last `\boxed{...}` (braces balanced), stripped; None without one."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            if depth == 0:
+                return text[begin:i].strip()
+            depth -= 1
+    return None
+
+
+@register_answer_parser("last_number")
+def last_number_answer(text: str) -> str | None:
+    """The last number (an optional minus, digits, an optional decimal part) anywhere in the text."""
+    found = _NUMBER.findall(text.replace(",", ""))
+    return found[-1] if found else None
+
+
+def same_answer(a: str, b: str) -> bool:
+    """Two answer strings agree: numerically where both are numbers, else as stripped text
+    with inner whitespace removed."""
+    if _NUMBER.fullmatch(a.strip()) and _NUMBER.fullmatch(b.strip()):
+        return float(a) == float(b)
+    return "".join(a.split()) == "".join(b.split())
+
+
+def reference_answer(reference: str, answer: str = "last_equals") -> str:
+    """The answer a reference gives: what the answer parser reads from it (a reference solution,
+    "... = 151"), else the reference itself when it is one bare answer without whitespace ("151",
+    "\\frac{3}{2}"); anything else is a data error."""
+    parsed = ANSWER_PARSERS[answer](reference)
+    if parsed is not None:
+        return parsed
+    bare = reference.strip()
+    if bare and not any(c.isspace() for c in bare):
+        return bare
+    raise ValueError(f"cannot read a final answer from reference {reference[:80]!r} with the {answer!r} "
+                     "answer parser: expected a bare answer such as '151' or a solution the parser reads")
+
+
+def _check_answer(params: dict) -> None:
+    if params.get("answer", "last_equals") not in ANSWER_PARSERS:
+        raise ValueError(f"answer={params['answer']!r}: expected one of {sorted(ANSWER_PARSERS)} "
+                         "(register_answer_parser adds one)")
+
+
+@register_rule("math_correct", 0.0, 1.0, needs_reference=True, check=_check_answer)
+def math_correct(prompt: str, response: str, reference: str, *, answer: str = "last_equals") -> float:
     """1 if the response's final answer equals the reference's, else 0.
 
-    The final answer is the arithmetic task's: the integer after the last '=' on the last line
-    (`nexus.data.arithmetic.final_answer`), so this agrees with the task's `gold_reward`.
+    `answer` names the parser that reads a final answer (`ANSWER_PARSERS`): `last_equals` (the
+    integer after the last '=' on the last line: "x op y = z" solutions, default), `boxed` (the
+    last \\boxed{...}, as MATH solutions end) or `last_number`. Numbers compare by value.
     """
-    return 1.0 if final_answer(response) == reference_answer(reference) else 0.0
+    given = ANSWER_PARSERS[answer](response)
+    return 1.0 if given is not None and same_answer(given, reference_answer(reference, answer)) else 0.0
 
 
 def _parses(code: str) -> bool:

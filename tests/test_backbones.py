@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nexus.backbones import load_backbone
+from nexus.backbones import Backbone, load_backbone
 from nexus.backbones.pooling import last_token_index, last_token_pool, mean_pool
 from nexus.backbones.tokenizer import build_byte_tokenizer
 
@@ -104,6 +104,20 @@ def test_lm_logprob_features_are_padding_invariant(name):
     torch.testing.assert_close(bb(**bb.encode(prompts, responses)), right, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="lm_logprobs=True needs a decoder"):
         load_backbone("tiny-bert", lm_logprobs=True)
+
+
+def test_lm_head_loads_the_head_without_appending_log_likelihood_features(tmp_path):
+    bare, headed = load_backbone("tiny-llama").eval(), load_backbone("tiny-llama", lm_head=True).eval()
+    assert (bare.has_lm_head, headed.has_lm_head, headed.lm_logprobs) == (False, True, False)
+    assert headed.feature_size == headed.hidden_size
+    headed.model.base_model.load_state_dict(bare.model.state_dict())
+    batch = bare.encode(["1 + 2"], ["1 + 2 = 3"])
+    torch.testing.assert_close(headed(**batch), bare(**batch), atol=1e-6, rtol=0)
+    spec = headed.spec()
+    assert (spec["lm_head"], spec["lm_logprobs"]) == (True, False)
+    headed.save_architecture(tmp_path)
+    assert Backbone.from_architecture(tmp_path, spec).has_lm_head
+    assert not Backbone.from_architecture(tmp_path, bare.spec()).has_lm_head
 
 
 @pytest.mark.parametrize("name, groups", [

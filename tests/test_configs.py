@@ -34,8 +34,10 @@ def test_every_option_composes(tmp_path, group):
 @pytest.mark.parametrize("model", options("model"))
 def test_every_model_instantiates_and_scores(tmp_path, model):
     cfg = compose_train(tmp_path, [f"model={model}", "backbone=tiny-llama"])
-    rm = instantiate(cfg.model, backbone=instantiate(cfg.backbone))
+    rm = instantiate(cfg.model)  # the model config nests the backbone group's choice
     assert isinstance(rm, RewardModel)
+    if model != "rules":
+        assert rm.backbone.source == "tiny-llama"
     out = rm.score(["1 + 1", "2 - 1"], ["1 + 1 = 2", ""])
     assert out.rewards.shape == (2,)
 
@@ -101,3 +103,27 @@ def test_every_experiment_runs_from_the_command_line_with_its_debug_config(tmp_p
     assert metrics["rows"], "no result rows"
     assert (tmp_path / "results.md").stat().st_size > 0 and (tmp_path / "config.yaml").is_file()
     assert list(tmp_path.glob("*.png")), "no plot written"
+
+
+def test_policies_are_configs_that_a_study_can_switch(tmp_path):
+    from tests.conftest import compose_config
+
+    cfg = compose_config(tmp_path, "run", ["experiment=compare_rms"])
+    policy = instantiate(cfg.experiment.policy)
+    assert (type(policy).__name__, policy.name, policy.error_rate) == ("ArithmeticPolicy", "arithmetic", 0.3)
+    samples = policy.generate(["12 + 7"], n=3, seed=0)
+    assert len(samples[0]) == 3 and all(s.splitlines()[-1].startswith("12 + 7 = ") for s in samples[0])
+    cfg = compose_config(tmp_path, "run", ["experiment=bon_overoptimization", "policy@experiment.policy=causal_lm",
+                                           "~experiment.policy.error_rate", "experiment.policy.name_or_path=arith-lm",
+                                           "experiment.policy.temperature=0.5"])
+    policy = instantiate(cfg.experiment.policy)
+    assert (type(policy).__name__, policy.name, policy.temperature) == ("HFPolicy", "arith-lm", 0.5)
+
+
+def test_the_study_registry_is_the_experiment_group():
+    from experiments.run import studies, study
+
+    assert studies() == options("experiment")
+    assert all(callable(study(name)) for name in studies())
+    with pytest.raises(ValueError, match="experiment.name='nope': expected one of"):
+        study("nope")

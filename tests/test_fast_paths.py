@@ -77,16 +77,19 @@ def test_score_with_a_token_budget_matches_fixed_batches_and_respects_it(mixed_i
                                           ("tiny-gpt2", {"lm_logprobs": True})])
 def test_shared_prefix_scoring_equals_plain_scoring_and_reads_fewer_tokens(name, kwargs):
     rm = scalar(name, **kwargs)
-    plain = rm.score([PROMPT] * len(CANDIDATES), CANDIDATES).rewards
+    plain = rm.score([PROMPT] * len(CANDIDATES), CANDIDATES, share_prompts=False).rewards
     seen = BodyInputs(rm.backbone)
-    shared = rm.score_candidates(PROMPT, CANDIDATES, batch_size=4).rewards
+    shared = rm.score_candidates(PROMPT, CANDIDATES).rewards
     torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
     assert len(set(shared.round(decimals=4).tolist())) == len(CANDIDATES)  # an order bug could not hide
     prompt_tokens = len(rm.backbone.token_ids([PROMPT], [""])[0]) - 1
-    # the prefix once, then two chunks of suffixes: never the prompt per candidate
-    assert seen.shapes[0] == (1, seen.shapes[0][1]) and seen.shapes[0][1] >= prompt_tokens - 1
-    assert [rows for rows, _ in seen.shapes[1:]] == [4, 2]
+    # one packed row: the prompt once, then every candidate's own tokens
+    assert len(seen.shapes) == 1 and seen.shapes[0][0] == 1
     assert seen.tokens < len(CANDIDATES) * prompt_tokens
+    seen.shapes.clear()
+    torch.testing.assert_close(rm.score_candidates(PROMPT, CANDIDATES, max_tokens=3 * prompt_tokens).rewards,
+                               plain, atol=1e-5, rtol=0)
+    assert len(seen.shapes) > 1  # a token budget cuts the candidates over several rows
 
 
 @pytest.mark.parametrize("name, kwargs", [("tiny-gpt2", {}), ("tiny-llama", {}), ("tiny-llama", {"lm_logprobs": True}),
@@ -151,6 +154,8 @@ def test_shared_prefix_scoring_falls_back_for_encoders_and_one_candidate():
                                gpt.score([PROMPT], CANDIDATES[:1]).rewards, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match=r"responses\[1\] is int"):
         gpt.score_candidates(PROMPT, ["a", 3])
+    with pytest.raises(ValueError, match="prompt is list"):
+        gpt.score_candidates([PROMPT], ["a"])
 
 
 def test_conv1d_to_linear_keeps_gpt2_outputs():

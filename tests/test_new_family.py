@@ -68,7 +68,7 @@ def test_compare_rms_runs_a_family_given_by_its_yaml_alone(tmp_path):
     family_dir = tmp_path / "families"
     family_dir.mkdir()
     (family_dir / "linear_probe.yaml").write_text(
-        f"_target_: {LinearProbeRewardModel.__module__}.LinearProbeRewardModel\nbatch_size: 8\n")
+        f"_target_: {LinearProbeRewardModel.__module__}.LinearProbeRewardModel\nbackbone: ${{backbone}}\nbatch_size: 8\n")
     run_dir = tmp_path / "run"
     cfg = compose_config(run_dir, "run", ["experiment=compare_rms", "+debug=compare_rms",
                                           f"experiment.model_dirs=[{family_dir}]",

@@ -77,6 +77,18 @@ def test_math_correct_reads_the_arithmetic_final_answer():
         rule("math_correct", solution, "no number")
 
 
+def test_math_correct_takes_an_answer_parser():
+    boxed = r"Half of 3 is 1.5, so the answer is $\boxed{\frac{3}{2}}$ and not \boxed{2}... wait: \boxed{ \frac{3}{2} }"
+    assert rule("math_correct", boxed, r"\frac{3}{2}", answer="boxed") == 1.0
+    assert rule("math_correct", boxed, r"the result is \boxed{\frac{3}{2}}", answer="boxed") == 1.0
+    assert rule("math_correct", boxed, "2", answer="boxed") == 0.0
+    assert rule("math_correct", "no box here", "2", answer="boxed") == 0.0
+    assert rule("math_correct", "so we get 1,250.0 in total", "1250", answer="last_number") == 1.0
+    assert rule("math_correct", "23 + 17 = 40", "40.0") == 1.0  # numbers compare by value
+    with pytest.raises(ValueError, match=r"answer='latex': expected one of \['boxed', 'last_equals', 'last_number'\]"):
+        RulesRewardModel([{"name": "math_correct", "answer": "latex"}])
+
+
 def test_math_correct_agrees_with_the_arithmetic_gold_reward():
     gold = dict(correct_solutions(30, seed=3))
     examples = generate(30, seed=3)["outcome"]

@@ -48,7 +48,7 @@ def resolve_backbone_dir(name_or_path: str) -> Path | None:
 def load_backbone(
     name_or_path: str, *, seed: int = 0, pooling: str | None = None, max_length: int | None = None,
     padding_side: str = "right", lora: LoraSpec | dict | None = None, trust_remote_code: bool = False,
-    lm_logprobs: bool = False,
+    lm_head: bool = False, lm_logprobs: bool = False,
 ) -> Backbone:
     """Load a backbone by built-in name or local HF directory; never touches a hub.
 
@@ -59,19 +59,21 @@ def load_backbone(
         lora: optional LoRA adapters (`LoraSpec` or its fields as a dict).
         trust_remote_code: off unless the user asks; only for local directories. Off, a directory
             whose model type transformers does not know is refused, and its code never runs.
-        lm_logprobs: load a decoder with its LM head and append the mean and min token
-            log-likelihood to the pooled features (see `Backbone`).
+        lm_head: load a decoder with its LM head (`AutoModelForCausalLM`), as a judge reads it.
+        lm_logprobs: append the mean and min token log-likelihood under the LM head to the pooled
+            features (see `Backbone`); loads the head whatever `lm_head` says.
     """
+    lm_head = lm_head or lm_logprobs
     if isinstance(lora, Mapping):  # a dict, or the DictConfig Hydra passes: plain values for peft
         lora = LoraSpec(**{k: (list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
                            for k, v in lora.items()})
     directory = resolve_backbone_dir(name_or_path)
     if directory is None:
-        model, tokenizer = build_tiny(name_or_path, seed=seed, with_lm_head=lm_logprobs)
+        model, tokenizer = build_tiny(name_or_path, seed=seed, with_lm_head=lm_head)
     else:
         from nexus.checkpoint import checked_hf_config
 
-        auto_class = AutoModelForCausalLM if lm_logprobs else AutoModel
+        auto_class = AutoModelForCausalLM if lm_head else AutoModel
         # Refuses unknown model types (unless trust_remote_code) and configs that disagree with the
         # size of the weight files, before anything is allocated.
         config = checked_hf_config(directory, auto_class, trust_remote_code)

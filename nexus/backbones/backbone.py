@@ -5,12 +5,11 @@ Legend: b batch, n tokens, d hidden.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import re
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from nexus.backbones.logprobs import logprob_summary, running_logprob_stats, token_logprob_stats, token_logprobs
+from nexus.backbones.logprobs import logprob_summary, running_logprob_stats, token_logprob_stats
 from nexus.backbones.lora import LoraSpec, apply_lora
 from nexus.backbones.pooling import POOLERS
 from nexus.validation import check_positive_int
@@ -49,31 +48,6 @@ def is_encoder_config(config) -> bool:
     return config.model_type in ENCODER_TYPES
 
 
-def common_prefix_length(ids: Sequence[Sequence[int]]) -> int:
-    """Length of the longest token prefix that every sequence in `ids` starts with."""
-    shortest = min(len(seq) for seq in ids)
-    for j in range(shortest):
-        if any(seq[j] != ids[0][j] for seq in ids):
-            return j
-    return shortest
-
-
-def shared_prefix_length(ids: Sequence[Sequence[int]]) -> int:
-    """Tokens that can be read once for all of `ids`: their common prefix, leaving each sequence at
-    least its last token (where a decoder's reward is read)."""
-    return min(common_prefix_length(ids), min(len(seq) for seq in ids) - 1)
-
-
-@dataclass
-class PrefixState:
-    """A token prefix run once through a decoder: its KV cache and outputs (`Backbone.encode_prefix`)."""
-
-    ids: Tensor  # '1 p'
-    cache: object  # the model's past_key_values for the prefix
-    hidden: Tensor  # '1 p h'
-    logits: Tensor | None  # '1 p v' with `lm_logprobs`, else None
-
-
 class Backbone(nn.Module):
     """A transformer body that turns (prompt, response) pairs into pooled features 'b d'.
 
@@ -81,8 +55,9 @@ class Backbone(nn.Module):
     tokenizer has none) followed by eos and are pooled at the last non-pad token;
     encoders read the pair as `[CLS] prompt [SEP] response [SEP]` and are mean-pooled.
     Over-long inputs are cut from the left, so the end of the response is kept, and
-    a warning reports how many were cut. With `lm_logprobs` (decoders loaded with
-    their LM head) the features also carry the mean and min token log-likelihood
+    a warning reports how many were cut. A decoder loaded with its LM head
+    (`has_lm_head`: `AutoModelForCausalLM`) can serve a judge's next-token readout; with
+    `lm_logprobs` the pooled features also carry the mean and min token log-likelihood
     under that head, so an RM can use what its SFT initialisation already knows.
     """
 
@@ -91,7 +66,8 @@ class Backbone(nn.Module):
                  lora: LoraSpec | None = None, lm_logprobs: bool = False):
         super().__init__()
         self.is_encoder = is_encoder_config(model.config)
-        if lm_logprobs and (self.is_encoder or model.get_output_embeddings() is None):
+        self.has_lm_head = not self.is_encoder and model.get_output_embeddings() is not None
+        if lm_logprobs and not self.has_lm_head:
             raise ValueError("lm_logprobs=True needs a decoder loaded with its LM head (AutoModelForCausalLM)")
         self.lm_logprobs = lm_logprobs
         self.pooling = pooling or ("mean" if self.is_encoder else "last")
@@ -218,8 +194,9 @@ class Backbone(nn.Module):
         eos = self.tokenizer.eos_token_id
         return [seq if seq and seq[-1] == eos else [*seq, eos] for seq in ids]
 
-    def collate(self, ids: list[list[int]]) -> dict[str, Tensor]:
-        """Truncate (from the left, with a warning) and pad to the batch's longest."""
+    def collate(self, ids: list[list[int]], padding_side: str | None = None) -> dict[str, Tensor]:
+        """Truncate (from the left, with a warning) and pad to the batch's longest, on `padding_side`
+        (default: the backbone's; a generating judge pads left so the read positions line up)."""
         too_long = [len(seq) for seq in ids if len(seq) > self.max_length]
         if too_long:
             warnings.warn(
@@ -232,7 +209,7 @@ class Backbone(nn.Module):
         input_ids = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         for row, seq in enumerate(ids):
-            span = slice(width - len(seq), width) if self.padding_side == "left" else slice(0, len(seq))
+            span = slice(width - len(seq), width) if (padding_side or self.padding_side) == "left" else slice(0, len(seq))
             input_ids[row, span] = torch.tensor(seq, dtype=torch.long)
             mask[row, span] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
@@ -242,11 +219,16 @@ class Backbone(nn.Module):
         batch = self.collate(self.token_ids(prompts, responses))
         return {k: v.to(self.device) for k, v in batch.items()}
 
+    def position_kwargs(self, attention_mask: Tensor) -> dict[str, Tensor]:
+        """`position_ids` that count attended tokens (so left padding changes nothing), for models
+        that take them; {} for the rest."""
+        if not self._takes_positions:
+            return {}
+        return {"position_ids": (attention_mask.long().cumsum(-1) - 1).clamp(min=0)}
+
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """'b n', 'b n' -> ('b n h' last hidden states, 'b n v' LM logits with `lm_logprobs`, else None)."""
-        kwargs = {}
-        if self._takes_positions:  # positions count attended tokens, so left padding changes nothing
-            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        kwargs = self.position_kwargs(attention_mask)
         # LoRA layers are injected in place, so the unwrapped model still runs them.
         lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         body = lm.base_model  # the transformer without its LM head (itself for AutoModel)
@@ -271,57 +253,6 @@ class Backbone(nn.Module):
         if logits is None:
             return hidden
         return torch.cat([hidden, running_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
-
-    def encode_prefix(self, prefix: Sequence[int]) -> PrefixState:
-        """Run a token prefix shared by several inputs once and keep its KV cache (decoders only).
-
-        Best-of-N: the prompt (and template) shared by N candidates is read once; see
-        `prefix_features`, which continues it for each candidate.
-        """
-        if self.is_encoder:
-            raise ValueError(f"{self.source}: a shared prefix needs a decoder; encoders read both ways")
-        ids = torch.tensor([list(prefix)], dtype=torch.long, device=self.device)
-        mask = torch.ones_like(ids)
-        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        kwargs = {"position_ids": torch.arange(ids.shape[1], device=self.device)[None]} if self._takes_positions else {}
-        out = lm.base_model(input_ids=ids, attention_mask=mask, use_cache=True, **kwargs)
-        logits = lm.get_output_embeddings()(out.last_hidden_state) if self.lm_logprobs else None
-        return PrefixState(ids, out.past_key_values, out.last_hidden_state, logits)
-
-    def prefix_features(self, state: PrefixState, suffixes: Sequence[Sequence[int]]) -> Tensor:
-        """'c d': `forward`'s pooled features of prefix + suffix for each of c suffixes (each >= 1 token),
-        computing only the suffix tokens against the prefix's cache. Suffixes are right-padded here
-        whatever `padding_side` says, so every suffix starts right after the prefix."""
-        c, p = len(suffixes), state.ids.shape[1]
-        if min(len(s) for s in suffixes) < 1 or p + max(len(s) for s in suffixes) > self.max_length:
-            raise ValueError(f"prefix_features: every suffix needs >= 1 token and prefix + suffix <= "
-                             f"max_length={self.max_length}")
-        pad = self.tokenizer.pad_token_id
-        rows = [torch.tensor(list(s), dtype=torch.long) for s in suffixes]
-        ids = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad).to(self.device)
-        suffix_mask = nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True).to(self.device)
-        mask = torch.cat([torch.ones(c, p, dtype=torch.long, device=self.device), suffix_mask], dim=1)
-        cache = copy.deepcopy(state.cache)  # a forward appends to its cache: each call gets its own copy
-        cache.batch_repeat_interleave(c)
-        kwargs = {"position_ids": p + torch.arange(ids.shape[1], device=self.device).expand(c, -1)} \
-            if self._takes_positions else {}
-        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        hidden = lm.base_model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True,
-                               **kwargs).last_hidden_state
-        full = torch.cat([state.hidden.expand(c, -1, -1), hidden], dim=1)  # 'c (p m) h'
-        pooled = POOLERS[self.pooling](full, mask)
-        if state.logits is None:
-            return pooled
-        # Token t is scored at t - 1: the prefix's tokens by the prefix alone (shared), the first
-        # suffix token by the prefix's last position, the rest by the suffix positions.
-        head_logits = lm.get_output_embeddings()(hidden)
-        pre_logp, pre_valid = token_logprobs(state.logits, state.ids, torch.ones_like(state.ids))
-        joint = torch.cat([state.logits[:, -1:].expand(c, -1, -1), head_logits], dim=1)
-        joint_ids = torch.cat([state.ids[:, -1:].expand(c, -1), ids], dim=1)
-        logp, valid = token_logprobs(joint, joint_ids, torch.cat([mask[:, :1], suffix_mask], dim=1))
-        logp = torch.cat([pre_logp.expand(c, -1), logp[:, 1:]], dim=1)
-        valid = torch.cat([pre_valid.expand(c, -1), valid[:, 1:]], dim=1)
-        return torch.cat([pooled, logprob_summary(logp, valid)], dim=-1)
 
     @property
     def can_pack(self) -> bool:
@@ -400,10 +331,12 @@ class Backbone(nn.Module):
         row, col, token, index = logprob_index.T
         logits = lm.get_output_embeddings()(hidden)
         logp = logits[row, col, token].float() - logits.float().logsumexp(-1)[row, col]  # lse once per position
-        count = len(pool_index)
-        mean = torch.zeros(count, device=logp.device).index_add(0, index, logp) / torch.bincount(index, minlength=count)
-        low = torch.full((count,), torch.inf, device=logp.device).scatter_reduce(0, index, logp, "amin")
-        return torch.cat([pooled, torch.stack([mean, low], dim=-1)], dim=-1)
+        # one padded row of token log-likelihoods per input (a collator may renumber the inputs)
+        counts = torch.bincount(index, minlength=len(pool_index)).tolist()
+        logp = logp[torch.argsort(index, stable=True)]
+        rows = nn.utils.rnn.pad_sequence(list(logp.split(counts)), batch_first=True)
+        valid = torch.arange(rows.shape[1], device=rows.device) < torch.tensor(counts, device=rows.device)[:, None]
+        return torch.cat([pooled, logprob_summary(rows, valid)], dim=-1)
 
     def packed_features(self, groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> Tensor:
         """'c d' `forward`'s features of prefix + suffix for every suffix of every (prefix, suffixes)
@@ -416,7 +349,7 @@ class Backbone(nn.Module):
         return {
             "source": self.source, "pooling": self.pooling, "max_length": self.max_length,
             "padding_side": self.padding_side, "lora": asdict(self.lora) if self.lora else None,
-            "lm_logprobs": self.lm_logprobs,
+            "lm_head": self.has_lm_head, "lm_logprobs": self.lm_logprobs,
         }
 
     def save_architecture(self, directory: Path) -> None:
@@ -435,7 +368,8 @@ class Backbone(nn.Module):
 
         config = load_hf_config(directory, trust_remote_code=False)
         lm_logprobs = bool(spec.get("lm_logprobs", False))
-        model = (AutoModelForCausalLM if lm_logprobs else AutoModel).from_config(config, trust_remote_code=False)
+        lm_head = bool(spec.get("lm_head", lm_logprobs))  # older specs: the head came with the features
+        model = (AutoModelForCausalLM if lm_head else AutoModel).from_config(config, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
         lora = LoraSpec(**spec["lora"]) if spec.get("lora") else None
         return cls(model, tokenizer, source=spec["source"], pooling=spec["pooling"],

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nexus.backbones import Backbone
-from nexus.backbones.backbone import shared_prefix_length
+from nexus.batching import shared_prefix_length
 from nexus.data.formats import PairwiseExample
 from nexus.validation import check_positive_int
 

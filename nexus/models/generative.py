@@ -13,8 +13,6 @@ Legend: b batch, n tokens, v vocabulary, p principles, c critiques per input, k 
 
 from __future__ import annotations
 
-import inspect
-import warnings
 from pathlib import Path
 from typing import ClassVar, Mapping, Sequence
 
@@ -42,7 +40,7 @@ def causal_lm_backbone(backbone: Backbone) -> Backbone:
     """`backbone` if its LM head is loaded; else the same body with its head attached.
 
     A head tied to the input embeddings is rebuilt exactly; a random tiny model gets a seeded random
-    head; any other backbone must be loaded with `lm_logprobs=True` (its head read from its files).
+    head; any other backbone must be loaded with `lm_head=True` (its head read from its files).
     LoRA adapters are freshly initialised here (B = 0), so taking them off and on again loses nothing.
     """
     if isinstance(backbone.lora, Mapping):  # e.g. a Hydra DictConfig: the spec is saved as a dataclass
@@ -55,7 +53,7 @@ def causal_lm_backbone(backbone: Backbone) -> Backbone:
     tied = bool(getattr(backbone.hf_config, "tie_word_embeddings", False))
     if not tied and resolve_backbone_dir(backbone.source) is not None:
         raise ValueError(f"backbone {backbone.source!r} was loaded without its LM head, which is not tied to its "
-                         "embeddings: load it with lm_logprobs=True (backbone.lm_logprobs=true)")
+                         "embeddings: load it with lm_head=True (backbone.lm_head=true)")
     body = backbone.model.unload() if backbone.lora else backbone.model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -65,7 +63,7 @@ def causal_lm_backbone(backbone: Backbone) -> Backbone:
         lm.tie_weights()
     return Backbone(lm, backbone.tokenizer, source=backbone.source, pooling=backbone.pooling,
                     max_length=backbone.max_length, padding_side=backbone.padding_side, lora=backbone.lora,
-                    lm_logprobs=True)
+                    lm_logprobs=backbone.lm_logprobs)
 
 
 def _word_pairs(value, field: str) -> list[tuple[str, str]]:
@@ -151,10 +149,8 @@ class GenerativeRewardModel(BackboneRewardModel):
         self.yes_no, self.yes_no_ids = judge.resolve_word_pair(tokenizer, self.verdict_words, "verdict_words")
         self.ab, self.ab_ids = judge.resolve_word_pair(tokenizer, self.compare_labels, "compare_labels")
         self.rating_ids, self.zero_id = judge.rating_token_ids(tokenizer) if mode == "rating" else ([], None)
-        lm = self.lm
-        self._takes_positions = "position_ids" in inspect.signature(lm.forward).parameters
-        # Read the token prefix a batch's contexts share (the template, a repeated question) once
-        #; a speed option, not saved: the logits agree to float error.
+        # Read the token prefix a batch's contexts share (the template, a repeated question) once;
+        # a speed option, not saved: the logits agree to float error.
         self.share_prefix = True
 
     @property
@@ -217,28 +213,14 @@ class GenerativeRewardModel(BackboneRewardModel):
     # ---- the LM ---------------------------------------------------------------------------------
 
     def _left_pad(self, ids: list[list[int]]) -> dict[str, Tensor]:
-        """Left-pad (the read positions line up at the end); over-long contexts lose their start, with a warning."""
-        limit = self.backbone.max_length
-        long = [len(seq) for seq in ids if len(seq) > limit]
-        if long:
-            warnings.warn(f"{len(long)} of {len(ids)} judge contexts exceed max_length={limit} tokens "
-                          f"(longest {max(long)}); their first tokens were cut", stacklevel=3)
-            ids = [seq[-limit:] for seq in ids]
-        width, pad = max(len(seq) for seq in ids), self.backbone.tokenizer.pad_token_id
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq):] = 1
-        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+        """Left-padded contexts on the device (the read positions line up at the end); over-long
+        contexts lose their start, with a warning (`Backbone.collate`)."""
+        return {k: v.to(self.device) for k, v in self.backbone.collate(ids, padding_side="left").items()}
 
     def _logits(self, input_ids: Tensor, attention_mask: Tensor, keep: int = 0) -> Tensor:
         """'b n', 'b n' -> 'b k v' logits of the last `keep` positions (0: all)."""
-        kwargs = {}
-        if self._takes_positions:  # positions count attended tokens, so left padding changes nothing
-            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         return self.lm(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep,
-                       use_cache=False, **kwargs).logits
+                       use_cache=False, **self.backbone.position_kwargs(attention_mask)).logits
 
     def next_token_logits(self, ids: list[list[int]], keep: int = 1) -> Tensor:
         """'m k v' float logits at the last `keep` positions of each context, in chunks of `batch_size`.

@@ -86,8 +86,8 @@ class RulesRewardModel(RewardModel):
             {"name": "length", "low": 5, "high": 50}]`.
         weights: one positive weight per function (default 1 each).
         batch_size: kept for the common interface; rules score one input at a time.
-        backbone: ignored. The experiment entry points pass every model config a backbone
-            (`instantiate(cfg.model, backbone=...)`); a rules model has no use for one.
+        backbone: ignored, so code that builds every family alike (`instantiate(model_cfg,
+            backbone=...)`) can pass one; a rules model has no use for one.
     """
 
     model_type = "rules"

@@ -7,19 +7,13 @@ Legend: b batch, n tokens, d hidden, c candidates.
 
 from __future__ import annotations
 
-from typing import Sequence
-
-import torch
 from torch import Tensor
 
-from nexus.backbones import Backbone
-from nexus.backbones.backbone import shared_prefix_length
 from nexus.backbone_model import BackboneRewardModel
+from nexus.backbones import Backbone
 from nexus.base import RewardOutput
-from nexus.inputs import validate_inputs
 from nexus.batching import PromptGroup
 from nexus.heads import ScalarHead
-
 
 
 class ScalarRewardModel(BackboneRewardModel):
@@ -51,35 +45,6 @@ class ScalarRewardModel(BackboneRewardModel):
     def _score_packed(self, groups: list[PromptGroup]) -> RewardOutput:
         features = self.backbone.packed_features([(g.prefix, g.suffixes) for g in groups])
         return RewardOutput(rewards=self.head(features).float().cpu())
-
-    @torch.inference_mode()
-    def score_candidates(self, prompt: str, responses: Sequence[str], *, batch_size: int | None = None,
-                         normalize: bool = True) -> RewardOutput:
-        """Score c responses to one prompt, running their shared token prefix once (best-of-N).
-
-        Returns the rewards 'c' of `score([prompt] * c, responses)`, in order, up to float error.
-        The shared part is the longest common prefix of the c token sequences `backbone.token_ids`
-        makes, so the split is exact however the tokenizer merges across the prompt/response
-        boundary (and it includes the chat template and any common start of the responses); each
-        candidate keeps at least its last token. Encoders (which read both ways), inputs over
-        max_length and a single candidate fall back to `score`.
-        """
-        self._check_batching(batch_size)
-        validate_inputs([prompt] * len(responses), responses)
-        backbone, size = self.backbone, self.batch_size if batch_size is None else batch_size
-        ids = backbone.token_ids([prompt] * len(responses), responses)
-        shared = shared_prefix_length(ids)
-        if backbone.is_encoder or len(ids) < 2 or shared < 1 or max(map(len, ids)) > backbone.max_length:
-            return self.score([prompt] * len(responses), responses, batch_size=batch_size, normalize=normalize)
-        was_training = self.training
-        self.eval()
-        try:
-            state = backbone.encode_prefix(ids[0][:shared])
-            rewards = [self.head(backbone.prefix_features(state, [seq[shared:] for seq in ids[start:start + size]]))
-                       for start in range(0, len(ids), size)]
-        finally:
-            self.train(was_training)
-        return self._normalize_output(RewardOutput(rewards=torch.cat(rewards).float().cpu()), normalize)
 
     def config_dict(self) -> dict:
         return {

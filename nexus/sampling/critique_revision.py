@@ -88,7 +88,7 @@ def load_judge(name_or_path: str, critique_max_tokens: int, principles: Sequence
         import nexus
 
         return nexus.load(name_or_path)  # a saved judge; an HF model directory is a backbone
-    return GenerativeRewardModel(load_backbone(name_or_path, lm_logprobs=True), principles=list(principles),
+    return GenerativeRewardModel(load_backbone(name_or_path, lm_head=True), principles=list(principles),
                                  critique_max_tokens=critique_max_tokens)
 
 

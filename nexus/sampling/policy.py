@@ -24,7 +24,14 @@ from nexus.data import arithmetic
 
 
 class Policy(ABC):
-    """Samples responses. Subclasses implement `complete` and `spec` (the cache key)."""
+    """Samples responses. Subclasses implement `complete` and `spec` (the cache key).
+
+    `name` says which policy it is (in reports), and `temperature` is the sampling temperature a
+    caller uses when it gives none (a policy config carries it with the policy's other settings).
+    """
+
+    name: str = "policy"
+    temperature: float = 1.0
 
     @abstractmethod
     def complete(self, prompts: Sequence[str], prefixes: Sequence[str], n: int, temperature: float = 1.0,
@@ -56,10 +63,12 @@ class ArithmeticPolicy(Policy):
     last step reached, so Math-Shepherd labels can be computed exactly in expectation.
     """
 
-    def __init__(self, error_rate: float = 0.2, max_offset: int = 3):
+    name = "arithmetic"
+
+    def __init__(self, error_rate: float = 0.2, max_offset: int = 3, temperature: float = 1.0):
         if not 0.0 <= error_rate <= 1.0 or max_offset < 1:
             raise ValueError(f"error_rate={error_rate} must be in [0, 1] and max_offset={max_offset} >= 1")
-        self.error_rate, self.max_offset = error_rate, max_offset
+        self.error_rate, self.max_offset, self.temperature = error_rate, max_offset, temperature
 
     def spec(self) -> dict:
         return {"policy": "arithmetic", "error_rate": self.error_rate, "max_offset": self.max_offset}
@@ -114,7 +123,7 @@ class HFPolicy(Policy):
 
     def __init__(self, name_or_path: str, max_new_tokens: int = 64, batch_size: int = 64,
                  device: str | torch.device = "cpu", trust_remote_code: bool = False, template: str = "auto",
-                 stop: Sequence[str] = ()):
+                 stop: Sequence[str] = (), temperature: float = 1.0):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from nexus.backbones import resolve_backbone_dir
@@ -138,7 +147,7 @@ class HFPolicy(Policy):
         if template == "auto":
             template = "chat" if getattr(self.tokenizer, "chat_template", None) else "plain"
         self.name, self.max_new_tokens, self.batch_size = name_or_path, max_new_tokens, batch_size
-        self.template = template
+        self.template, self.temperature = template, temperature
         # Stop strings end a sample early (e.g. HumanEval's "\ndef "); the text after them is
         # still returned, as far as it was generated, and cut by the caller's own rule.
         self.stop = list(stop)
@@ -185,12 +194,14 @@ class HFPolicy(Policy):
         return out
 
 
-def generate_cached(policy: Policy, prompts: Sequence[str], n: int, temperature: float = 1.0, seed: int = 0,
+def generate_cached(policy: Policy, prompts: Sequence[str], n: int, temperature: float | None = None, seed: int = 0,
                     cache_dir: str | os.PathLike | None = None) -> list[list[str]]:
     """`policy.generate`, stored on disk under a key of (policy spec, prompts, n, temperature, seed),
-    so a rerun with the same configuration reads the file instead of sampling again."""
+    so a rerun with the same configuration reads the file instead of sampling again. Temperature
+    None: the policy's own."""
     from nexus.backbones.packaged import cache_dir as default_cache
 
+    temperature = policy.temperature if temperature is None else temperature
     payload = json.dumps({"policy": policy.spec(), "prompts": list(prompts), "n": n,
                           "temperature": temperature, "seed": seed}, sort_keys=True)
     key = hashlib.sha256(payload.encode()).hexdigest()[:16]
