@@ -24,7 +24,7 @@ from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from benchmarks.scoring import build_family
 from nexus.backbones import load_backbone
 from nexus.batching import shared_prefix_length
-from nexus.data.arithmetic import SPLITS, inject_error, sample_problem
+from nexus.tasks.arithmetic import SPLITS, inject_error, sample_problem
 
 INSTRUCTION = "Solve each problem step by step, one operation per line."
 

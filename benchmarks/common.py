@@ -106,7 +106,7 @@ LENGTH_MIX = (("id", 0.45), ("shifted", 0.45), ("long", 0.10))
 
 def mixed_pairs(n_pairs: int, seed: int = 0) -> list:
     """`n_pairs` arithmetic preference pairs of mixed lengths (LENGTH_MIX), deterministic by seed."""
-    from nexus.data.arithmetic import SPLITS, ArithmeticConfig, generate
+    from nexus.tasks.arithmetic import SPLITS, ArithmeticConfig, generate
 
     configs = {**SPLITS, "long": ArithmeticConfig(digits=3, min_steps=6, max_steps=10)}
     pairs = []

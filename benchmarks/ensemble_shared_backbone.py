@@ -16,7 +16,7 @@ import argparse
 from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from nexus.backbones import load_backbone
-from nexus.data.arithmetic import SPLITS, generate
+from nexus.tasks.arithmetic import SPLITS, generate
 from nexus.models.ensemble import EnsembleRewardModel
 from nexus.models.scalar import ScalarRewardModel
 

@@ -23,7 +23,7 @@ import torch
 from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from benchmarks.roofline import achieved, count_flops, matmul_peak_gflops
 from nexus.backbones import load_backbone
-from nexus.data.arithmetic import generate
+from nexus.tasks.arithmetic import generate
 from nexus.models.generative import GenerativeRewardModel
 
 

@@ -17,7 +17,7 @@ import torch
 from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from nexus.backbones import load_backbone
-from nexus.data.arithmetic import ArithmeticConfig, generate
+from nexus.tasks.arithmetic import ArithmeticConfig, generate
 from nexus.models.process import ProcessRewardModel
 
 

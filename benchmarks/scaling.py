@@ -27,7 +27,7 @@ from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter  # no
 from benchmarks.best_of_n import best_of_n_task  # noqa: E402
 from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note  # noqa: E402
 from nexus.backbones import load_backbone  # noqa: E402
-from nexus.data.arithmetic import ArithmeticConfig, generate  # noqa: E402
+from nexus.tasks.arithmetic import ArithmeticConfig, generate  # noqa: E402
 from nexus.models.ensemble import EnsembleRewardModel  # noqa: E402
 from nexus.models.scalar import ScalarRewardModel  # noqa: E402
 

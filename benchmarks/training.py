@@ -24,7 +24,7 @@ from benchmarks.roofline import FlopModel, achieved, matmul_peak_gflops
 from benchmarks.scoring import build_family
 from nexus.backbones import load_backbone
 from nexus.batching import shared_prefix_length
-from nexus.data.arithmetic import SPLITS, generate
+from nexus.tasks.arithmetic import SPLITS, generate
 from nexus.data.collators import PairwiseCollator
 from nexus.base import MODEL_INPUTS
 from nexus.losses import bradley_terry_loss

@@ -22,7 +22,7 @@ from transformers import set_seed
 
 from experiments.common import derive_config, train_rm
 from nexus.active import ENSEMBLE_METHODS, METHODS, active_learning
-from nexus.data import arithmetic
+from nexus.tasks import arithmetic
 from nexus.data.formats import flip_preferences
 from nexus.evaluation import evaluate_pairwise
 from nexus.reporting import markdown_table, write_csv, write_report

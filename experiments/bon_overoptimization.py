@@ -34,7 +34,7 @@ from transformers import set_seed
 
 from experiments.common import derive_config, group_config, log_study, train_rm
 from nexus import metrics
-from nexus.data import arithmetic
+from nexus.tasks import arithmetic
 from nexus.data.formats import PairwiseExample
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import markdown_table, write_csv, write_report

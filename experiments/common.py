@@ -12,7 +12,7 @@ from typing import Mapping
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nexus.data import arithmetic
+from nexus.tasks import arithmetic
 from nexus.data.formats import PairwiseExample, read_jsonl, read_pairwise
 from nexus.data.formats import flip_preferences
 from nexus.calibration import UninformativePairsError

@@ -27,7 +27,7 @@ from transformers import set_seed
 from experiments.common import (RunData, calibrate, check_experiment_sizes, derive_config, group_options, load_data,
                                 log_study, train_rm)
 from nexus import metrics
-from nexus.data import arithmetic
+from nexus.tasks import arithmetic
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import markdown_table, plot_reliability, write_csv, write_report
 from nexus.sampling import generate_cached

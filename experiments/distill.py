@@ -1,7 +1,7 @@
 """Rule reward -> neural RM: `python -m experiments.run experiment=distill`.
 
 Arithmetic texts (noisy-solver solutions, some truncated, padded with repeated lines or wrapped in
-prose: `nexus.distill.arithmetic_texts`) are labelled by a composite rule reward (format,
+prose: `nexus.tasks.arithmetic.texts.arithmetic_texts`) are labelled by a composite rule reward (format,
 math_correct against the true answer, length, repetition). Each student (a scalar or ensemble RM
 on preference pairs, an outcome RM on regression targets) trains on the training texts' rule
 rewards; on held-out texts (other problems) we report its Spearman and Kendall correlation with
@@ -22,9 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
 from experiments.common import configure_logger
-from nexus.distill import LabelledTexts, arithmetic_texts, distill, label_texts
+from nexus.distill import LabelledTexts, distill, label_texts
 from nexus.models.rules import RulesRewardModel
 from nexus.reporting import write_report
+from nexus.tasks.arithmetic.texts import arithmetic_texts
 
 
 def texts(exp: DictConfig, rules: RulesRewardModel, n_problems: int, seed: int) -> LabelledTexts:

@@ -31,7 +31,7 @@ from transformers import set_seed
 
 from experiments.common import derive_config, train_rm
 from nexus import metrics
-from nexus.data import arithmetic
+from nexus.tasks import arithmetic
 from nexus.data.formats import read_pairwise, write_jsonl
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.models.generative import GenerativeRewardModel, verdict_metrics

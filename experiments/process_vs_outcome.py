@@ -24,13 +24,13 @@ from transformers import set_seed
 
 from experiments.common import train_rm
 from nexus import metrics
-from nexus.data import arithmetic
+from nexus.tasks import arithmetic
 from nexus.data.formats import OutcomeExample, ProcessExample
 from nexus.models.process import aggregate_steps
 from nexus.reporting import plot_best_of_n, write_report
 from nexus.sampling import generate_cached
 from nexus.sampling.best_of_n import best_of_n_expectation, majority_vote_expectation
-from nexus.sampling.shepherd import arithmetic_correct, shepherd_labels
+from nexus.tasks.arithmetic.shepherd import arithmetic_correct, shepherd_labels
 
 
 def labelled_samples(exp: DictConfig, policy, seed: int) -> tuple[list[ProcessExample], list[OutcomeExample]]:

@@ -167,7 +167,7 @@ def toxicity(prompt: str, response: str, reference: None, *, per_hit: float = 0.
     return -min(1.0, per_hit * hits) if hits else 0.0
 
 
-# The arithmetic task's solution format: one "x op y = z" per line (nexus.data.arithmetic).
+# The arithmetic task's solution format: one "x op y = z" per line (nexus.tasks.arithmetic).
 _STEP = r"-?\d+ *[-+*] *\d+ *= *-?\d+"
 ARITHMETIC_FORMAT = rf"{_STEP}(?: *\n *{_STEP})*"
 

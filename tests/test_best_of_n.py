@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from nexus.data import arithmetic
-from nexus.sampling import ArithmeticPolicy, generate_cached
+from nexus.tasks import arithmetic
+from nexus.sampling import generate_cached
+from nexus.tasks.arithmetic import ArithmeticPolicy
 from nexus.sampling.best_of_n import best_of_n_expectation, bon_kl, majority_vote_expectation
 
 
@@ -76,7 +77,7 @@ def test_arithmetic_policy_error_rate_and_prefix(tmp_path):
 
 
 def test_shepherd_labels_equal_exact_labels_for_an_error_free_roller():
-    from nexus.sampling.shepherd import arithmetic_correct, shepherd_labels
+    from nexus.tasks.arithmetic.shepherd import arithmetic_correct, shepherd_labels
 
     data = arithmetic.generate(40, 5)["process"]
     prompts, solutions = [ex.prompt for ex in data], [list(ex.steps) for ex in data]

@@ -11,8 +11,8 @@ import pytest
 
 from experiments.aggregate import aggregate, t_interval
 from experiments.compare_rms import chosen_families, run
-from nexus.data import arithmetic
-from nexus.sampling import ArithmeticPolicy
+from nexus.tasks import arithmetic
+from nexus.tasks.arithmetic import ArithmeticPolicy
 from tests.conftest import compose_config
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "experiments" / "conf" / "model"

@@ -1,4 +1,4 @@
-"""Tests for nexus.data.formats (JSONL formats) and nexus.data.arithmetic (the built-in task)."""
+"""Tests for nexus.data.formats (JSONL formats) and nexus.tasks.arithmetic (the built-in task)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nexus.data import arithmetic as ar
+from nexus.tasks.arithmetic import problems as ar
 from nexus.data.formats import (
     DataFormatError,
     OutcomeExample,
@@ -297,7 +297,7 @@ def test_config_validation(kwargs, field):
 
 def test_cli_writes_three_readable_files(tmp_path):
     out = tmp_path / "arith"
-    cmd = [sys.executable, "-m", "nexus.data.arithmetic", "--out", str(out), "--n", "12",
+    cmd = [sys.executable, "-m", "nexus.tasks.arithmetic", "--out", str(out), "--n", "12",
            "--seed", "5", "--split", "shifted", "--max-steps", "6", "--operators", "+-*"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)

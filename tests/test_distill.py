@@ -13,8 +13,9 @@ import torch
 from scipy import stats
 
 from nexus.backbones import load_backbone
-from nexus.distill import (LabelledTexts, arithmetic_texts, distill, evaluate_distillation, label_texts, perturb,
-                           preference_pairs, regression_targets, rule_range, training_examples)
+from nexus.distill import (LabelledTexts, distill, evaluate_distillation, label_texts, preference_pairs,
+                           regression_targets, rule_range, training_examples)
+from nexus.tasks.arithmetic.texts import arithmetic_texts, perturb
 from nexus.models.outcome import OutcomeRewardModel
 from nexus.models.rules import RulesRewardModel
 from nexus.models.scalar import ScalarRewardModel

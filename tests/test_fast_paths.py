@@ -213,7 +213,7 @@ def test_fit_exponent_recovers_a_power_law():
 
 @pytest.mark.parametrize("name, kwargs", [("tiny-llama", {"lm_logprobs": True}), ("tiny-gpt2", {})])
 def test_a_packed_training_batch_gives_the_plain_batch_rewards_and_gradients(name, kwargs):
-    from nexus.data.arithmetic import generate
+    from nexus.tasks.arithmetic import generate
     from nexus.data.collators import PairwiseCollator
     from nexus.losses import bradley_terry_loss
 

@@ -12,10 +12,10 @@ from hydra.utils import instantiate
 import nexus
 from nexus import metrics
 from nexus.backbones import load_backbone
-from nexus.data.arithmetic import make_problem
+from nexus.tasks.arithmetic import make_problem
 from nexus.data.collators import IGNORE
 from nexus.data.formats import OutcomeExample, read_pairwise
-from nexus.data.judge import arithmetic_rationale
+from nexus.tasks.arithmetic.rationale import arithmetic_rationale
 from nexus.models import judge as judge_lib
 from nexus.models.generative import GenerativeRewardModel, verdict_report
 from nexus.prompts import PROMPT_DIR

@@ -11,7 +11,7 @@ import nexus
 from nexus.backbones import Backbone, load_backbone
 from nexus.backbone_model import BackboneRewardModel
 from nexus.base import RewardOutput
-from nexus.data.arithmetic import generate
+from nexus.tasks.arithmetic import generate
 from nexus.evaluation import evaluate_pairwise
 from nexus.training import RewardTrainer
 from nexus.training.trainer import RewardTrainingArguments

@@ -13,8 +13,8 @@ import nexus
 from experiments.bon_overoptimization import run, truth_reward
 import experiments.common
 from experiments.common import log_study
-from nexus.data import arithmetic
-from nexus.sampling import ArithmeticPolicy
+from nexus.tasks import arithmetic
+from nexus.tasks.arithmetic import ArithmeticPolicy
 from nexus.sampling.overoptimization import (bon_curves, bradley_terry_labels, fit_gao_bon, gao_bon,
                                              power_of_two_ns, rises_then_falls, sqrt_kl)
 from tests.conftest import compose_config

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import nexus
-from nexus.data.arithmetic import correct_solutions, generate, gold_reward
+from nexus.tasks.arithmetic import correct_solutions, generate, gold_reward
 from nexus.models.hybrid import HybridRewardModel
 from nexus.models.rules import RulesRewardModel
 from nexus.normalize import FixedStandardize

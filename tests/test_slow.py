@@ -12,7 +12,7 @@ import torch
 
 import nexus
 from nexus.backbones import load_backbone
-from nexus.data.arithmetic import SPLITS, generate
+from nexus.tasks.arithmetic import SPLITS, generate
 from nexus.models.scalar import ScalarRewardModel
 from nexus.training import RewardTrainer, RewardTrainingArguments
 
@@ -80,7 +80,7 @@ def test_pretrained_backbones_score_offline(name, hidden):
 
 def test_arith_lm_command_trains_caches_and_loads(tmp_path):
     env = {**os.environ, "NEXUS_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "nexus.backbones.arith_lm", "--max-steps", "20", "--n-examples", "640"]
+    cmd = [sys.executable, "-m", "nexus.tasks.arithmetic.task_lm", "--max-steps", "20", "--n-examples", "640"]
     first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     path = Path(first.stdout.strip().splitlines()[-1])

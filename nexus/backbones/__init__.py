@@ -24,7 +24,7 @@ def resolve_backbone_dir(name_or_path: str) -> Path | None:
         return None
     task_lm = ARITH_LM_NAME.fullmatch(name_or_path)
     if task_lm:
-        from nexus.backbones.arith_lm import ArithLMConfig, arith_lm_dir
+        from nexus.tasks.arithmetic.task_lm import ArithLMConfig, arith_lm_dir
 
         # "arith-lm@shifted": trained on another split; "arith-lm-s3": pretraining seed 3
         # (differently pretrained members of an ensemble, Eisenstein et al. 2023).

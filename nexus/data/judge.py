@@ -12,35 +12,37 @@ from typing import Callable
 
 import torch
 
-from nexus.data import arithmetic
 from nexus.data.collators import IGNORE, collate_with_labels
 from nexus.data.formats import OutcomeExample, ProcessExample, process_to_outcome
 
 
-def arithmetic_rationale(prompt: str, response: str) -> str:
-    """A step-by-step check of an arithmetic solution (the task's exact step labels, written out):
-    each step recomputed until the first wrong one, which is named with its correct result."""
-    steps = arithmetic.parse_steps(response)
-    if not steps:
-        return "The answer has no steps."
-    truth, _ = arithmetic.solve(*arithmetic.parse_prompt(prompt))
-    labels = arithmetic.label_steps(prompt, steps)
-    lines = []
-    for i, (step, ok) in enumerate(zip(steps, labels)):
-        if ok:
-            lines.append(f"Step {i + 1}: {step} is right.")
-        elif i >= len(truth):
-            lines.append(f"Step {i + 1}: {step} is one step too many.")
-        elif step == truth[i]:  # right, but the solution ends before the last operation
-            lines.append(f"Step {i + 1}: {step} is right, but the solution stops before the last operation.")
-        else:
-            lines.append(f"Step {i + 1}: {step} is wrong; it should be {truth[i]}.")
-        if not ok:
-            break
-    return "\n".join(lines)
+# Rationale writers by name: `fn(prompt, response) -> a step-by-step check`. A task package
+# registers its own (`register_rationale`); the name "<task>" is looked up in `nexus.tasks.<task>`.
+RATIONALES: dict[str, Callable[[str, str], str]] = {}
 
 
-RATIONALES: dict[str, Callable[[str, str], str]] = {"arithmetic": arithmetic_rationale}
+def register_rationale(name: str):
+    """Decorator adding a rationale writer to `RATIONALES` under `name`."""
+    def add(fn: Callable[[str, str], str]) -> Callable[[str, str], str]:
+        RATIONALES[name] = fn
+        return fn
+    return add
+
+
+def rationale_writer(name: str) -> Callable[[str, str], str]:
+    """The rationale writer `name`, importing the task package of that name if it registers it."""
+    if name not in RATIONALES:
+        import importlib
+
+        try:
+            importlib.import_module(f"nexus.tasks.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"nexus.tasks.{name}":  # the package exists but fails to import
+                raise
+    if name not in RATIONALES:
+        raise ValueError(f"rationale={name!r}: expected None or one of {sorted(RATIONALES)} "
+                         "(or a task package nexus.tasks.<name> that registers it)")
+    return RATIONALES[name]
 
 
 class VerdictCollator:
@@ -52,12 +54,11 @@ class VerdictCollator:
     """
 
     def __init__(self, model, rationale: str | None = None):
-        if rationale is not None and rationale not in RATIONALES:
-            raise ValueError(f"rationale={rationale!r}: expected None or one of {sorted(RATIONALES)}")
+        self.write_rationale = rationale_writer(rationale) if rationale is not None else None
         self.model, self.rationale = model, rationale
 
     def _row(self, i: int, ex: OutcomeExample) -> tuple[list[int], list[float], list[float]]:
-        critique = RATIONALES[self.rationale](ex.prompt, ex.response).strip() if self.rationale else None
+        critique = self.write_rationale(ex.prompt, ex.response).strip() if self.rationale else None
         try:
             ids, span = self.model.verdict_ids(ex.prompt, ex.response, None, critique)
         except ValueError as err:

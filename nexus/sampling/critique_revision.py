@@ -96,7 +96,7 @@ def _inputs(args) -> tuple[list[str], list[str]]:
     if args.outcome_file:
         examples = read_outcome(args.outcome_file)[: args.n]
     else:
-        from nexus.data import arithmetic
+        from nexus.tasks import arithmetic
 
         examples = arithmetic.generate(args.n, args.seed, arithmetic.SPLITS[args.split])["outcome"][: args.n]
     return [ex.prompt for ex in examples], [ex.response for ex in examples]

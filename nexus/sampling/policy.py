@@ -2,8 +2,8 @@
 
 `complete` continues partial solutions (a prompt plus the first steps of a response); it is
 what Math-Shepherd labelling needs, and `generate` is `complete` from an empty prefix.
-Two policies: `HFPolicy`, any local causal LM (batched, left padding, KV cache, progress bar),
-and `ArithmeticPolicy`, the arithmetic task's programmatic solver with a known error rate.
+`HFPolicy` samples any local causal LM (batched, left padding, KV cache, progress bar); a task
+package may bring its own (`nexus.tasks.arithmetic.ArithmeticPolicy`, a solver with a known error rate).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +19,6 @@ import torch
 from tqdm.auto import tqdm
 
 from nexus.backbones.backbone import PLAIN_TEMPLATE
-from nexus.data import arithmetic
 
 
 class Policy(ABC):
@@ -52,50 +50,6 @@ def _check(prompts: Sequence[str], prefixes: Sequence[str], n: int, temperature:
         raise ValueError(f"{len(prompts)} prompts but {len(prefixes)} prefixes")
     if n < 1 or temperature < 0:
         raise ValueError(f"n={n} must be >= 1 and temperature={temperature} >= 0")
-
-
-class ArithmeticPolicy(Policy):
-    """The arithmetic task's step-by-step solver, wrong at each step with probability `error_rate`.
-
-    A wrong step is off by an offset in [1, `max_offset`] (either sign); later steps are computed
-    correctly from the wrong value, like the task's injected errors. `temperature` is ignored:
-    the error distribution is what this policy controls. A prefix is continued from the value its
-    last step reached, so Math-Shepherd labels can be computed exactly in expectation.
-    """
-
-    name = "arithmetic"
-
-    def __init__(self, error_rate: float = 0.2, max_offset: int = 3, temperature: float = 1.0):
-        if not 0.0 <= error_rate <= 1.0 or max_offset < 1:
-            raise ValueError(f"error_rate={error_rate} must be in [0, 1] and max_offset={max_offset} >= 1")
-        self.error_rate, self.max_offset, self.temperature = error_rate, max_offset, temperature
-
-    def spec(self) -> dict:
-        return {"policy": "arithmetic", "error_rate": self.error_rate, "max_offset": self.max_offset}
-
-    def complete(self, prompts, prefixes, n, temperature=1.0, seed=0):
-        _check(prompts, prefixes, n, temperature)
-        out = []
-        for i, (prompt, prefix) in enumerate(zip(prompts, prefixes)):
-            operands, operators = arithmetic.parse_prompt(prompt)
-            done = arithmetic.parse_steps(prefix) if prefix.strip() else []
-            value = operands[0]
-            if done:
-                last = arithmetic.final_answer(prefix)
-                value = last if last is not None else value
-            rng = random.Random(f"{seed}:{i}:{prompt}:{prefix}")
-            samples = []
-            for _ in range(n):
-                current, steps = value, list(done)
-                for op, y in list(zip(operators, operands[1:]))[len(done):]:
-                    result = arithmetic.apply_op(op, current, y)
-                    if rng.random() < self.error_rate:
-                        result += rng.randint(1, self.max_offset) * rng.choice((-1, 1))
-                    steps.append(arithmetic.format_step(current, op, y, result))
-                    current = result
-                samples.append("\n".join(steps))
-            out.append(samples)
-        return out
 
 
 class StopOnText:

@@ -7,7 +7,7 @@ step and every final answer has a ground-truth label, and ``label_steps`` grades
 policy sample, say) step by step. Randomness comes only from ``random.Random`` instances made from
 the seed, never from global state, so the same seed gives the same data.
 
-CLI: ``python -m nexus.data.arithmetic --out DIR --n N --seed S [--split id|shifted|shifted_ops]``.
+CLI: ``python -m nexus.tasks.arithmetic --out DIR --n N --seed S [--split id|shifted|shifted_ops]``.
 """
 
 from __future__ import annotations
@@ -339,7 +339,7 @@ def gold_reward(prompt: str, response: str) -> float:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nexus.data.arithmetic",
+    p = argparse.ArgumentParser(prog="python -m nexus.tasks.arithmetic",
                                 description="Write arithmetic pairwise/outcome/process JSONL files.")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--n", type=int, required=True, help="number of problems")

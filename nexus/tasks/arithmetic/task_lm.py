@@ -5,7 +5,7 @@ Reward models start from a supervised LM in real RLHF (Ouyang et al. 2022). Here
 features already separate right from wrong steps, so RMs fine-tuned from it learn
 in minutes what a random init does not. Trained once per config and cached.
 
-Command: `python -m nexus.backbones.arith_lm [--max-steps N]` prints the directory.
+Command: `python -m nexus.tasks.arithmetic.task_lm [--max-steps N]` prints the directory.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 from nexus.backbones.backbone import PLAIN_TEMPLATE
 from nexus.backbones.packaged import build_once, cache_dir
 from nexus.backbones.tokenizer import build_byte_tokenizer
-from nexus.data.arithmetic import SPLITS, correct_solutions
+from nexus.tasks.arithmetic.problems import SPLITS, correct_solutions
 
 FORMAT_VERSION = 2  # bump when the recipe changes, so old caches are not reused
 
@@ -120,7 +120,7 @@ def loglik_accuracy(model_dir: Path, split: str = "id", n: int = 500, seed: int 
     the responses alone.
     """
     from nexus.backbones import load_backbone
-    from nexus.data.arithmetic import generate
+    from nexus.tasks.arithmetic.problems import generate
 
     backbone = load_backbone(str(model_dir), lm_logprobs=True).eval()
     pairs = generate(n, seed=seed, cfg=SPLITS[split])["pairwise"]
