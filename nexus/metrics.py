@@ -182,13 +182,8 @@ def expected_calibration_error(
 
     ``sum_m (n_m / n) * |mean(labels in m) - mean(probs in m)|`` over non-empty bins m
     (Naeini et al. 2015; Guo et al. 2017 eq. 3). Binning is on the predicted probability
-    itself, not on max(p, 1 - p) as in multi-class confidence ECE.
-
-    Args:
-        probs: 'b' predicted P(label = 1).
-        labels: 'b' labels in [0, 1] (hard or soft).
-        n_bins: number of bins.
-        strategy: "uniform" (equal width on [0, 1]) or "quantile" (equal mass).
+    itself, not on max(p, 1 - p) as in multi-class confidence ECE. Arguments and bins as in
+    `reliability_curve`, whose curve this weights by bin counts.
 
     Raises:
         ValueError: on bad inputs (see module docstring), n_bins < 1 or unknown strategy.
@@ -399,25 +394,15 @@ def _correlation_inputs(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spearman(x: Any, y: Any) -> float:
-    """Spearman rank correlation (Spearman 1904), via ``scipy.stats.spearmanr``.
-
-    Args:
-        x: 'b' values, e.g. proxy rewards.
-        y: 'b' values, e.g. gold rewards.
-    """
-    a, b = _correlation_inputs(x, y)
-    return float(stats.spearmanr(a, b).statistic)
+    """Spearman rank correlation (Spearman 1904) of 'b' values x (e.g. proxy rewards) and y (e.g.
+    gold rewards), via ``scipy.stats.spearmanr``."""
+    return float(stats.spearmanr(*_correlation_inputs(x, y)).statistic)
 
 
 def kendall(x: Any, y: Any) -> float:
-    """Kendall rank correlation tau-b (Kendall 1938; 1945 for ties), via ``scipy.stats.kendalltau``.
-
-    Args:
-        x: 'b' values, e.g. proxy rewards.
-        y: 'b' values, e.g. gold rewards.
-    """
-    a, b = _correlation_inputs(x, y)
-    return float(stats.kendalltau(a, b).statistic)
+    """Kendall rank correlation tau-b (Kendall 1938; 1945 for ties) of 'b' values x and y, via
+    ``scipy.stats.kendalltau``."""
+    return float(stats.kendalltau(*_correlation_inputs(x, y)).statistic)
 
 
 def position_consistency(p_a_first: Any, p_a_second: Any) -> float:
