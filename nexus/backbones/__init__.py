@@ -9,6 +9,7 @@ from pathlib import Path
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.backbone import Backbone
+from nexus.backbones.hub import hub_snapshot, is_hub_id, torch_dtype
 from nexus.backbones.lora import LoraSpec
 from nexus.backbones.packaged import PACKAGED
 from nexus.backbones.tiny import TINY, build_tiny
@@ -18,8 +19,9 @@ BUILTIN = (*TINY, "arith-lm", *PACKAGED)
 ARITH_LM_NAME = re.compile(r"arith-lm(?:-s(\d+))?(?:@(\w+))?")
 
 
-def resolve_backbone_dir(name_or_path: str) -> Path | None:
-    """The local HF directory behind a name (None for the tiny random configs)."""
+def resolve_backbone_dir(name_or_path: str, revision: str | None = None) -> Path | None:
+    """The local HF directory behind a name (None for the tiny random configs): a built-in name, a
+    local directory, or a hub id resolved through the Hugging Face cache (`nexus.backbones.hub`)."""
     if name_or_path in TINY:
         return None
     task_lm = ARITH_LM_NAME.fullmatch(name_or_path)
@@ -36,9 +38,15 @@ def resolve_backbone_dir(name_or_path: str) -> Path | None:
         return packaged_model_dir(name_or_path)
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
+        if is_hub_id(name_or_path):
+            try:
+                return hub_snapshot(name_or_path, revision)
+            except ValueError as err:
+                raise ValueError(f"unknown backbone {name_or_path!r}: not a built-in name ({', '.join(BUILTIN)}), "
+                                 f"not a local directory, and as a hub id: {err}") from None
         raise ValueError(
-            f"unknown backbone {name_or_path!r}: not a built-in name ({', '.join(BUILTIN)}) "
-            "and not a local directory"
+            f"unknown backbone {name_or_path!r}: not a built-in name ({', '.join(BUILTIN)}), "
+            "not a local directory and not a hub id (owner/name)"
         )
     if not (path / "config.json").is_file():
         raise ValueError(f"backbone directory {path} has no config.json (expected a Hugging Face model directory)")
@@ -48,12 +56,16 @@ def resolve_backbone_dir(name_or_path: str) -> Path | None:
 def load_backbone(
     name_or_path: str, *, seed: int = 0, pooling: str | None = None, max_length: int | None = None,
     padding_side: str = "right", lora: LoraSpec | dict | None = None, trust_remote_code: bool = False,
-    lm_head: bool = False, lm_logprobs: bool = False,
+    lm_head: bool = False, lm_logprobs: bool = False, revision: str | None = None, dtype: str | None = None,
 ) -> Backbone:
-    """Load a backbone by built-in name or local HF directory; never touches a hub.
+    """Load a backbone by built-in name, local HF directory or hub id.
 
     Args:
-        name_or_path: one of `BUILTIN` or a local Hugging Face model directory.
+        name_or_path: one of `BUILTIN`, a local Hugging Face model directory, or a hub id
+            ("owner/name") resolved as transformers does (the HF cache, `HF_HUB_OFFLINE`).
+        revision: a hub id's branch, tag or commit (default "main").
+        dtype: "fp32", "bf16" or "fp16" (long names too) for the body's weights; None keeps the
+            checkpoint's. Pooled features leave the backbone in float32, so heads stay float32.
         seed: init seed of the tiny random configs.
         pooling: "last" or "mean"; default by architecture (decoder: last, encoder: mean).
         lora: optional LoRA adapters (`LoraSpec` or its fields as a dict).
@@ -67,9 +79,11 @@ def load_backbone(
     if isinstance(lora, Mapping):  # a dict, or the DictConfig Hydra passes: plain values for peft
         lora = LoraSpec(**{k: (list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
                            for k, v in lora.items()})
-    directory = resolve_backbone_dir(name_or_path)
+    directory = resolve_backbone_dir(name_or_path, revision)
+    dtype = torch_dtype(dtype)
     if directory is None:
         model, tokenizer = build_tiny(name_or_path, seed=seed, with_lm_head=lm_head)
+        model = model.to(dtype) if dtype is not None else model
     else:
         from nexus.checkpoint import checked_hf_config
 
@@ -78,10 +92,21 @@ def load_backbone(
         # size of the weight files, before anything is allocated.
         config = checked_hf_config(directory, auto_class, trust_remote_code)
         kwargs = dict(local_files_only=True, trust_remote_code=trust_remote_code)
-        model = auto_class.from_pretrained(directory, config=config, **kwargs)
+        model = auto_class.from_pretrained(directory, config=config, **dtype_kwargs(dtype), **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     return Backbone(model, tokenizer, source=name_or_path, pooling=pooling, max_length=max_length,
                     padding_side=padding_side, lora=lora, lm_logprobs=lm_logprobs)
+
+
+def dtype_kwargs(dtype) -> dict:
+    """`from_pretrained`'s keyword for the weights' dtype (`dtype` from transformers 4.56, before it
+    `torch_dtype`); {} for None (the checkpoint's own)."""
+    if dtype is None:
+        return {}
+    import transformers
+    from packaging.version import Version
+
+    return {"dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype": dtype}
 
 
 __all__ = ["BUILTIN", "Backbone", "LoraSpec", "load_backbone", "resolve_backbone_dir"]

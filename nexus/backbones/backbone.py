@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+from nexus.backbones.hub import dtype_name, torch_dtype
 from nexus.backbones.logprobs import logprob_summary, running_logprob_stats, token_logprob_stats
 from nexus.backbones.lora import LoraSpec, apply_lora
 from nexus.backbones.pooling import POOLERS
@@ -119,6 +120,11 @@ class Backbone(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The body's weight dtype (features leave `forward` as float32 whatever it is)."""
+        return next(self.model.parameters()).dtype
 
     def format(self, prompt: str, response: str) -> str:
         """The decoder's input text for one (prompt, response)."""
@@ -238,7 +244,7 @@ class Backbone(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """'b n', 'b n' -> 'b d' pooled features."""
         hidden, logits = self.hidden_states(input_ids, attention_mask)
-        pooled = POOLERS[self.pooling](hidden, attention_mask)
+        pooled = POOLERS[self.pooling](hidden, attention_mask).float()  # heads read float32 whatever the body's dtype
         if logits is None:
             return pooled
         return torch.cat([pooled, token_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
@@ -251,8 +257,8 @@ class Backbone(nn.Module):
             raise ValueError(f"{self.source}: per-position features need a decoder; encoders read both ways")
         hidden, logits = self.hidden_states(input_ids, attention_mask)
         if logits is None:
-            return hidden
-        return torch.cat([hidden, running_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
+            return hidden.float()
+        return torch.cat([hidden.float(), running_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
 
     @property
     def can_pack(self) -> bool:
@@ -325,7 +331,7 @@ class Backbone(nn.Module):
         """`pack`'s rows -> 'c d' `forward`'s features of every packed input, in `pool_index` order."""
         lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         hidden = self.packed_hidden(input_ids, attention_mask, position_ids)
-        pooled = hidden[pool_index[:, 0], pool_index[:, 1]]
+        pooled = hidden[pool_index[:, 0], pool_index[:, 1]].float()
         if not self.lm_logprobs:
             return pooled
         row, col, token, index = logprob_index.T
@@ -349,7 +355,7 @@ class Backbone(nn.Module):
         return {
             "source": self.source, "pooling": self.pooling, "max_length": self.max_length,
             "padding_side": self.padding_side, "lora": asdict(self.lora) if self.lora else None,
-            "lm_head": self.has_lm_head, "lm_logprobs": self.lm_logprobs,
+            "lm_head": self.has_lm_head, "lm_logprobs": self.lm_logprobs, "dtype": dtype_name(self.dtype),
         }
 
     def save_architecture(self, directory: Path) -> None:
@@ -370,6 +376,8 @@ class Backbone(nn.Module):
         lm_logprobs = bool(spec.get("lm_logprobs", False))
         lm_head = bool(spec.get("lm_head", lm_logprobs))  # older specs: the head came with the features
         model = (AutoModelForCausalLM if lm_head else AutoModel).from_config(config, trust_remote_code=False)
+        if spec.get("dtype"):  # the saved weights' dtype, so loading them does not cast them back
+            model = model.to(torch_dtype(spec["dtype"]))
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
         lora = LoraSpec(**spec["lora"]) if spec.get("lora") else None
         return cls(model, tokenizer, source=spec["source"], pooling=spec["pooling"],

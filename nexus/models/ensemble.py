@@ -175,7 +175,7 @@ class EnsembleRewardModel(BackboneRewardModel):
         if self.member_backbones is None:  # fine-tune-seed diversity: copies of one pretrained model
             return [backbone] + [copy.deepcopy(backbone) for _ in range(self.n_members - 1)]
         spec = backbone.spec()
-        options = {k: spec[k] for k in ("pooling", "max_length", "padding_side", "lora", "lm_head", "lm_logprobs")}
+        options = {k: spec[k] for k in ("pooling", "max_length", "padding_side", "lora", "lm_head", "lm_logprobs", "dtype")}
         members = [load_backbone(name, seed=self.seed + i, **options) for i, name in enumerate(self.member_backbones)]
         vocab = members[0].tokenizer.get_vocab()
         for i, member in enumerate(members[1:], start=1):

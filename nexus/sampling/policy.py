@@ -69,7 +69,8 @@ class StopOnText:
 
 
 class HFPolicy(Policy):
-    """A local causal LM sampled with `model.generate` (KV cache, left padding, batches).
+    """A causal LM sampled with `model.generate` (KV cache, left padding, batches): a packaged name,
+    a local directory or a hub id (at `revision`, weights in `dtype`; see `nexus.backbones.hub`).
 
     Decoders without a chat template read `PLAIN_TEMPLATE` (prompt, blank line, response), the
     format `arith-lm` was trained on; chat models get their template with a generation prompt.
@@ -77,12 +78,14 @@ class HFPolicy(Policy):
 
     def __init__(self, name_or_path: str, max_new_tokens: int = 64, batch_size: int = 64,
                  device: str | torch.device = "cpu", trust_remote_code: bool = False, template: str = "auto",
-                 stop: Sequence[str] = (), temperature: float = 1.0):
+                 stop: Sequence[str] = (), temperature: float = 1.0, revision: str | None = None,
+                 dtype: str | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from nexus.backbones import resolve_backbone_dir
+        from nexus.backbones import dtype_kwargs, resolve_backbone_dir
+        from nexus.backbones.hub import torch_dtype
 
-        directory = resolve_backbone_dir(name_or_path)
+        directory = resolve_backbone_dir(name_or_path, revision)  # a packaged name, a local directory or a hub id
         if directory is None:
             raise ValueError(f"{name_or_path!r} is a random tiny config; a policy needs a trained LM")
         from nexus.checkpoint import checked_hf_config
@@ -91,7 +94,8 @@ class HFPolicy(Policy):
         # the weight files are refused before anything is allocated.
         config = checked_hf_config(directory, AutoModelForCausalLM, trust_remote_code)
         kwargs = dict(local_files_only=True, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForCausalLM.from_pretrained(directory, config=config, **kwargs).to(device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(directory, config=config, **dtype_kwargs(torch_dtype(dtype)),
+                                                          **kwargs).to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
