@@ -5,21 +5,34 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# No hub on most machines this runs on: never try to reach one.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 from nexus.base import RewardModel, RewardOutput, read_config  # noqa: E402
 
 __version__ = "0.1.0"
 
 
-def load(path: str | os.PathLike, device: str = "cpu") -> RewardModel:
-    """Load any nexus checkpoint; dispatches on config.json's "model_type"."""
+def load(path: str | os.PathLike, device: str = "cpu", *, revision: str | None = None, dtype: str | None = None,
+         trust_remote_code: bool = False) -> RewardModel:
+    """Load a reward model from a local directory or a hub id (the HF cache, `HF_HUB_OFFLINE`):
+
+    - a nexus checkpoint (`save_pretrained`), dispatched on config.json's "model_type";
+    - a transformers `AutoModelForSequenceClassification` checkpoint (the common RM format): one
+      output gives a scalar RM, several a multi-objective RM (`nexus.interop`). `dtype` ("bf16",
+      ...) and `trust_remote_code` apply to these; nexus checkpoints keep their saved dtype.
+    """
+    from nexus.interop import is_sequence_classifier, load_hf_reward_model, read_json
     from nexus.models import get_model_class
 
-    config = read_config(Path(path))
-    return get_model_class(config["model_type"]).from_pretrained(path, device=device)
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        from nexus.backbones.hub import hub_snapshot, is_hub_id
+
+        if not is_hub_id(str(path)):
+            raise FileNotFoundError(f"checkpoint directory {path} does not exist (and it is not a hub id)")
+        directory = hub_snapshot(str(path), revision)
+    if (directory / "config.json").is_file() and is_sequence_classifier(read_json(directory / "config.json")):
+        return load_hf_reward_model(directory, str(path), dtype, trust_remote_code).to(device)
+    config = read_config(directory)
+    return get_model_class(config["model_type"]).from_pretrained(directory, device=device)
 
 
 __all__ = ["RewardModel", "RewardOutput", "load", "__version__"]

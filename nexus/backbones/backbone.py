@@ -64,7 +64,7 @@ class Backbone(nn.Module):
 
     def __init__(self, model, tokenizer, *, source: str, pooling: str | None = None,
                  max_length: int | None = None, padding_side: str = "right",
-                 lora: LoraSpec | None = None, lm_logprobs: bool = False):
+                 lora: LoraSpec | None = None, lm_logprobs: bool = False, append_eos: bool = True):
         super().__init__()
         self.is_encoder = is_encoder_config(model.config)
         self.has_lm_head = not self.is_encoder and model.get_output_embeddings() is not None
@@ -72,8 +72,12 @@ class Backbone(nn.Module):
             raise ValueError("lm_logprobs=True needs a decoder loaded with its LM head (AutoModelForCausalLM)")
         self.lm_logprobs = lm_logprobs
         self.pooling = pooling or ("mean" if self.is_encoder else "last")
-        if self.pooling not in POOLERS:
-            raise ValueError(f"pooling={self.pooling!r}: expected one of {sorted(POOLERS)}")
+        if self.pooling not in POOLERS and not (self.pooling == "pooler" and getattr(model, "pooler", None)):
+            raise ValueError(f"pooling={self.pooling!r}: expected one of {sorted(POOLERS)}, or 'pooler' for a "
+                             "model with its own pooler (BERT: tanh(W h_[CLS]), what its sequence classifier reads)")
+        # Decoders read their input followed by eos; an imported sequence classifier whose pad token
+        # is its eos reads none, since transformers pools at the last token that is not pad.
+        self.append_eos = append_eos
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side={padding_side!r}: expected 'left' or 'right'")
         self.source, self.padding_side, self.lora = source, padding_side, lora
@@ -198,6 +202,8 @@ class Backbone(nn.Module):
         add_special = not getattr(self.tokenizer, "chat_template", None)
         ids = self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
         eos = self.tokenizer.eos_token_id
+        if not self.append_eos:
+            return ids
         return [seq if seq and seq[-1] == eos else [*seq, eos] for seq in ids]
 
     def collate(self, ids: list[list[int]], padding_side: str | None = None) -> dict[str, Tensor]:
@@ -225,6 +231,12 @@ class Backbone(nn.Module):
         batch = self.collate(self.token_ids(prompts, responses))
         return {k: v.to(self.device) for k, v in batch.items()}
 
+    def _body(self) -> nn.Module:
+        """The transformer without its LM head (the model itself for AutoModel). LoRA layers are
+        injected in place, so the body of the unwrapped model still runs them."""
+        lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return lm.base_model
+
     def position_kwargs(self, attention_mask: Tensor) -> dict[str, Tensor]:
         """`position_ids` that count attended tokens (so left padding changes nothing), for models
         that take them; {} for the rest."""
@@ -235,16 +247,17 @@ class Backbone(nn.Module):
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """'b n', 'b n' -> ('b n h' last hidden states, 'b n v' LM logits with `lm_logprobs`, else None)."""
         kwargs = self.position_kwargs(attention_mask)
-        # LoRA layers are injected in place, so the unwrapped model still runs them.
         lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        body = lm.base_model  # the transformer without its LM head (itself for AutoModel)
-        hidden = body(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = self._body()(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         return hidden, (lm.get_output_embeddings()(hidden) if self.lm_logprobs else None)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """'b n', 'b n' -> 'b d' pooled features."""
         hidden, logits = self.hidden_states(input_ids, attention_mask)
-        pooled = POOLERS[self.pooling](hidden, attention_mask).float()  # heads read float32 whatever the body's dtype
+        if self.pooling == "pooler":
+            pooled = self._body().pooler(hidden).float()
+        else:
+            pooled = POOLERS[self.pooling](hidden, attention_mask).float()  # heads read float32 whatever the body's dtype
         if logits is None:
             return pooled
         return torch.cat([pooled, token_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
@@ -356,6 +369,7 @@ class Backbone(nn.Module):
             "source": self.source, "pooling": self.pooling, "max_length": self.max_length,
             "padding_side": self.padding_side, "lora": asdict(self.lora) if self.lora else None,
             "lm_head": self.has_lm_head, "lm_logprobs": self.lm_logprobs, "dtype": dtype_name(self.dtype),
+            "append_eos": self.append_eos,
         }
 
     def save_architecture(self, directory: Path) -> None:
@@ -382,4 +396,4 @@ class Backbone(nn.Module):
         lora = LoraSpec(**spec["lora"]) if spec.get("lora") else None
         return cls(model, tokenizer, source=spec["source"], pooling=spec["pooling"],
                    max_length=spec["max_length"], padding_side=spec["padding_side"], lora=lora,
-                   lm_logprobs=lm_logprobs)
+                   lm_logprobs=lm_logprobs, append_eos=spec.get("append_eos", True))

@@ -1,0 +1,90 @@
+"""Import of transformers sequence classifiers (the common RM checkpoint format) as nexus RMs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+import nexus
+from nexus.backbones.tiny import _tiny_config
+from nexus.backbones.tokenizer import build_byte_tokenizer
+from nexus.models.multi_objective import MultiObjectiveRewardModel
+from nexus.models.scalar import ScalarRewardModel
+from tests.test_hub import hub_cache
+
+PROMPTS = ["12 + 7", "3 * 4 - 1", "5 - 9"]
+RESPONSES = ["12 + 7 = 19", "3 * 4 = 12\n12 - 1 = 11", ""]
+
+
+def save_classifier(directory, name: str, num_labels: int = 1, pad_is_eos: bool = False, seed: int = 0):
+    """A seeded random tiny sequence classifier saved as transformers saves one (safetensors)."""
+    tokenizer = build_byte_tokenizer(512)
+    if pad_is_eos:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = _tiny_config(name, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    config.num_labels = num_labels
+    config.id2label = {i: f"aspect{i}" for i in range(num_labels)}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_config(config)
+        for p in model.parameters():  # not the near-zero init: rewards that differ clearly
+            p.data.normal_(0.0, 0.2)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return model.eval(), tokenizer
+
+
+def reference_logits(model, tokenizer, encoder: bool) -> torch.Tensor:
+    """The checkpoint's own logits, one unpadded text at a time, on the text nexus documents: the
+    pair for encoders; for decoders prompt, blank line, response, then eos unless pad is eos."""
+    rows = []
+    for prompt, response in zip(PROMPTS, RESPONSES):
+        if encoder:
+            ids = tokenizer(prompt, response)["input_ids"]
+        else:
+            ids = tokenizer(f"{prompt}\n\n{response}")["input_ids"]
+            if tokenizer.pad_token_id != tokenizer.eos_token_id:
+                ids = ids + [tokenizer.eos_token_id]
+        with torch.no_grad():
+            rows.append(model(input_ids=torch.tensor([ids])).logits[0])
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("name, pad_is_eos", [("tiny-gpt2", False), ("tiny-llama", False), ("tiny-llama", True),
+                                               ("tiny-bert", False)])
+def test_a_sequence_classifier_loads_as_a_scalar_rm_with_its_own_logits(tmp_path, name, pad_is_eos):
+    model, tokenizer = save_classifier(tmp_path / "hf", name, pad_is_eos=pad_is_eos)
+    rm = nexus.load(tmp_path / "hf")
+    assert isinstance(rm, ScalarRewardModel)
+    expected = reference_logits(model, tokenizer, encoder=name == "tiny-bert")[:, 0]
+    got = rm.score(PROMPTS, RESPONSES).rewards  # batched and padded, unlike the reference
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    gaps = (expected[:, None] - expected[None, :]).abs() + torch.eye(len(expected))
+    assert gaps.min() > 1e-3  # distinct rewards: a pooling, order or head mix-up could not hide
+    rm.save_pretrained(tmp_path / "nexus")  # and it is an ordinary nexus checkpoint from then on
+    torch.testing.assert_close(nexus.load(tmp_path / "nexus").score(PROMPTS, RESPONSES).rewards, got,
+                               atol=1e-6, rtol=0)
+
+
+def test_a_multi_output_classifier_loads_as_a_multi_objective_rm(tmp_path):
+    model, tokenizer = save_classifier(tmp_path / "hf", "tiny-llama", num_labels=3)
+    rm = nexus.load(tmp_path / "hf")
+    assert isinstance(rm, MultiObjectiveRewardModel) and rm.objectives == ["aspect0", "aspect1", "aspect2"]
+    out = rm.score(PROMPTS, RESPONSES)
+    per_objective = torch.stack([out.extras[name] for name in rm.objectives], dim=-1)
+    torch.testing.assert_close(per_objective, reference_logits(model, tokenizer, False), atol=1e-5, rtol=0)
+
+
+def test_a_classifier_loads_by_hub_id_and_in_bf16(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tokenizer = save_classifier(tmp_path / "hf", "tiny-llama")
+    hub_cache(tmp_path / "home", "someone/tiny-rm", tmp_path / "hf")
+    expected = reference_logits(model, tokenizer, False)[:, 0]
+    torch.testing.assert_close(nexus.load("someone/tiny-rm").score(PROMPTS, RESPONSES).rewards, expected,
+                               atol=1e-5, rtol=0)
+    half = nexus.load("someone/tiny-rm", dtype="bf16")
+    assert half.backbone.dtype == torch.bfloat16
+    torch.testing.assert_close(half.score(PROMPTS, RESPONSES).rewards, expected, atol=5e-2, rtol=0)
