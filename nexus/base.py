@@ -429,6 +429,13 @@ class RewardModel(nn.Module, ABC):
         checkpoint.remove_leftovers(target, type(self))
         return path
 
+    def export_hf(self, path: str | os.PathLike, *, drop_bias: bool = False) -> Path:
+        """Write this RM as a transformers `AutoModelForSequenceClassification` checkpoint, the format
+        TRL, OpenRLHF and RewardBench load (`nexus.interop.export_hf`: which families can, and why)."""
+        from nexus.interop import export_hf
+
+        return export_hf(self, path, drop_bias=drop_bias)
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardModel":
         """Load a checkpoint written by `save_pretrained` (safetensors, never pickle, no checkpoint code).

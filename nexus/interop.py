@@ -87,3 +87,92 @@ def read_json(file: Path) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{file}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def _linear_head(rm) -> tuple[nn.Linear, list[str]]:
+    """The RM's single linear score layer and its output labels; a ValueError saying why not."""
+    from nexus.models.multi_objective import MultiObjectiveRewardModel
+    from nexus.models.scalar import ScalarRewardModel
+
+    if type(rm) is ScalarRewardModel:
+        layer, labels = rm.head.net, ["reward"]
+    elif type(rm) is MultiObjectiveRewardModel:
+        layer, labels = rm.head.net.net, list(rm.objectives)
+    else:
+        raise ValueError(f"{type(rm).__name__} cannot be exported as a sequence classifier: only the scalar and "
+                         "multi-objective RMs read one linear layer on pooled features (an ensemble, a process, "
+                         "outcome, rules or generative RM scores otherwise); export a scalar RM trained on it")
+    if not isinstance(layer, nn.Linear):
+        raise ValueError(f"{type(rm).__name__} has an MLP head (head_hidden={rm.head_hidden}); a sequence classifier "
+                         "has one linear layer: train with head_hidden=0 to export")
+    return layer, labels
+
+
+def export_hf(rm, path, *, drop_bias: bool = False) -> Path:
+    """Write `rm` as an `AutoModelForSequenceClassification` checkpoint (safetensors, its tokenizer,
+    no custom code) whose logits on the text `rm.backbone.token_ids` reads are `rm.score`'s raw
+    rewards (no normaliser): a decoder pooled at its last token, or an encoder through its pooler.
+    LoRA adapters are merged. Decoders' `score` layer has no bias: an RM whose head bias is not 0
+    is refused unless `drop_bias`, which exports logits = reward - bias (a constant shift that
+    Bradley-Terry preferences and best-of-N choices do not see; config.json records it as
+    `nexus_reward_bias`). `path` must be new or an empty folder; it is written whole, then renamed.
+    """
+    import copy
+    import os
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForSequenceClassification
+
+    layer, labels = _linear_head(rm)
+    backbone = rm.backbone
+    if backbone.lm_logprobs:
+        raise ValueError("the backbone appends LM log-likelihood features (lm_logprobs=True), which a sequence "
+                         "classifier cannot compute: train with backbone.lm_logprobs=false to export")
+    if backbone.is_encoder and backbone.pooling != "pooler" or not backbone.is_encoder and backbone.pooling != "last":
+        raise ValueError(f"pooling={backbone.pooling!r}: a sequence classifier reads a decoder's last token or an "
+                         "encoder's pooler ('pooler'); train with that pooling to export")
+    tokenizer = backbone.tokenizer
+    if not backbone.is_encoder and backbone.append_eos and tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ValueError("the tokenizer's pad token is its eos token, which ends every input: transformers pools at "
+                         "the last token that is not pad, so it would read another token; give the tokenizer its "
+                         "own pad token before training to export")
+    target = Path(os.path.abspath(path))
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise FileExistsError(f"{target} exists and is not an empty folder; export writes a new one")
+    body = copy.deepcopy(backbone.model)
+    if hasattr(body, "merge_and_unload"):  # LoRA: fold the adapters into the weights
+        body = body.merge_and_unload()
+    body = body.base_model
+    config = copy.deepcopy(body.config)
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {name: i for i, name in enumerate(labels)}
+    config.pad_token_id = tokenizer.pad_token_id
+    config.architectures = None
+    seq = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False).to(backbone.dtype)
+    seq.base_model.load_state_dict(body.state_dict())
+    out, _ = _classifier(seq)
+    bias = layer.bias.detach().float() if layer.bias is not None else torch.zeros(len(labels))
+    if out.bias is None and bias.abs().max() > 0:
+        if not drop_bias:
+            raise ValueError(f"{type(seq).__name__}'s score layer has no bias, and this RM's head bias is "
+                             f"{bias.tolist()}: its logits would be the reward minus that constant. Pass "
+                             "drop_bias=True to export anyway (Bradley-Terry preferences and best-of-N do not see it)")
+        config.nexus_reward_bias = bias.tolist() if len(labels) > 1 else float(bias[0])
+    with torch.no_grad():
+        out.weight.copy_(layer.weight.to(out.weight.dtype))
+        if out.bias is not None:
+            out.bias.copy_(bias.to(out.bias.dtype))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        seq.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -88,3 +88,84 @@ def test_a_classifier_loads_by_hub_id_and_in_bf16(tmp_path, monkeypatch):
     half = nexus.load("someone/tiny-rm", dtype="bf16")
     assert half.backbone.dtype == torch.bfloat16
     torch.testing.assert_close(half.score(PROMPTS, RESPONSES).rewards, expected, atol=5e-2, rtol=0)
+
+
+EXPORT_CHECK = """
+import json, sys
+import torch
+from transformers import AutoModelForSequenceClassification
+model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=False).eval()
+rows = json.loads(sys.argv[2])
+with torch.no_grad():
+    logits = [model(input_ids=torch.tensor([ids])).logits[0].tolist() for ids in rows]
+print(json.dumps({"logits": logits, "nexus_imported": any(m.startswith("nexus") for m in sys.modules)}))
+"""
+
+
+def plain_transformers_logits(folder, rows) -> torch.Tensor:
+    """Logits of an exported folder computed by a fresh interpreter that imports transformers only."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(folder), json.dumps(rows)], capture_output=True,
+                         text=True, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["nexus_imported"] is False
+    return torch.tensor(result["logits"])
+
+
+@pytest.mark.parametrize("name, lora", [("tiny-gpt2", None), ("tiny-llama", None), ("tiny-bert", None),
+                                        ("tiny-llama", {"r": 4, "alpha": 8, "target_modules": "all-linear"})])
+def test_export_writes_a_plain_sequence_classifier_with_the_nexus_rewards(tmp_path, name, lora):
+    from nexus.backbones import load_backbone
+
+    torch.manual_seed(1)
+    backbone = load_backbone(name, lora=lora, pooling="pooler" if name == "tiny-bert" else None)
+    rm = ScalarRewardModel(backbone, head_hidden=0, dropout=0.0).eval()
+    with torch.no_grad():
+        rm.head.net.weight.normal_(0.0, 0.2)
+        if name == "tiny-bert":
+            rm.head.net.bias.fill_(0.25)  # BERT's classifier has a bias: exported exactly
+        else:
+            rm.head.net.bias.zero_()
+        if lora:  # trained adapters, so that merging them changes the weights
+            for n, p in rm.backbone.model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0.0, 0.5)
+    rewards = rm.score(PROMPTS, RESPONSES).rewards
+    rm.export_hf(tmp_path / "export")
+    logits = plain_transformers_logits(tmp_path / "export", rm.backbone.token_ids(PROMPTS, RESPONSES))
+    torch.testing.assert_close(logits[:, 0], rewards, atol=1e-5, rtol=0)
+    # and back: importing the export gives the same RM rewards
+    torch.testing.assert_close(nexus.load(tmp_path / "export").score(PROMPTS, RESPONSES).rewards, rewards,
+                               atol=1e-5, rtol=0)
+
+
+def test_export_refuses_what_one_linear_layer_cannot_represent(tmp_path):
+    from nexus.backbones import load_backbone
+    from nexus.models.ensemble import EnsembleRewardModel
+
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="MLP head \\(head_hidden=16\\).*head_hidden=0"):
+        ScalarRewardModel(load_backbone("tiny-llama"), head_hidden=16).export_hf(tmp_path / "a")
+    with pytest.raises(ValueError, match="EnsembleRewardModel cannot be exported"):
+        EnsembleRewardModel(load_backbone("tiny-llama"), n_members=2).export_hf(tmp_path / "b")
+    with pytest.raises(ValueError, match="lm_logprobs=True"):
+        ScalarRewardModel(load_backbone("tiny-llama", lm_logprobs=True), head_hidden=0).export_hf(tmp_path / "c")
+    with pytest.raises(ValueError, match="pooling='mean'.*'pooler'"):
+        ScalarRewardModel(load_backbone("tiny-bert"), head_hidden=0).export_hf(tmp_path / "d")
+    rm = ScalarRewardModel(load_backbone("tiny-gpt2"), head_hidden=0, dropout=0.0).eval()
+    with torch.no_grad():
+        rm.head.net.bias.fill_(0.5)
+    with pytest.raises(ValueError, match=r"score layer has no bias.*\[0\.5\].*drop_bias=True"):
+        rm.export_hf(tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+    rm.export_hf(tmp_path / "e", drop_bias=True)
+    logits = plain_transformers_logits(tmp_path / "e", rm.backbone.token_ids(PROMPTS, RESPONSES))
+    torch.testing.assert_close(logits[:, 0] + 0.5, rm.score(PROMPTS, RESPONSES).rewards, atol=1e-5, rtol=0)
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "mine.txt").write_text("not the RM's")
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        rm.export_hf(tmp_path / "kept", drop_bias=True)
+    assert (tmp_path / "kept" / "mine.txt").read_text() == "not the RM's"
