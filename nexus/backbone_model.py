@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import ClassVar, Sequence
 
 from nexus.base import RewardModel
+from nexus.conversation import is_conversation
 from nexus.batching import PACKED_MAX_TOKENS, PromptGroup, prompt_groups, token_budget_batches
 
 BACKBONE_DIR = "backbone"
@@ -19,6 +20,7 @@ class BackboneRewardModel(RewardModel):
     """
 
     saved_entries: ClassVar[tuple[str, ...]] = (BACKBONE_DIR,)
+    reads_conversations: ClassVar[bool] = True  # the backbone renders them with its chat template
 
     def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
         """Tokens per input for token-budget batching (capped at the backbone's max_length).
@@ -27,7 +29,7 @@ class BackboneRewardModel(RewardModel):
         RMs); an estimate where a family renders its own context (the judge's template, the process
         RM's step tokens; steps are counted joined by newlines).
         """
-        texts = [r if isinstance(r, str) else "\n".join(r) for r in responses]
+        texts = [r if isinstance(r, str) or is_conversation(r) else "\n".join(r) for r in responses]
         return [min(len(ids), self.backbone.max_length) for ids in self.backbone.token_ids(prompts, texts)]
 
     def data_collator(self, seed: int = 0):

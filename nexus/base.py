@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from nexus import checkpoint, losses
 from nexus.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from nexus.batching import PromptGroup, token_budget_batches
+from nexus.conversation import as_plain
 from nexus.inputs import hashable, total_length, validate_inputs
 from nexus.validation import check_positive_int
 
@@ -99,6 +100,9 @@ class RewardModel(nn.Module, ABC):
 
     model_type: ClassVar[str]
     accepts_steps: ClassVar[bool] = False
+    # Whether `_score_batch` takes conversations (lists of chat messages) as they are; a family that
+    # reads text gets them as plain text (`nexus.conversation.plain_text`).
+    reads_conversations: ClassVar[bool] = False
     # The data the family trains on: "pairwise" (Bradley-Terry), "outcome" or "process" (per-token labels).
     data_format: ClassVar[str] = "pairwise"
     # Whether `_score_packed` exists: `score` then reads a prompt shared by several inputs once.
@@ -220,7 +224,7 @@ class RewardModel(nn.Module, ABC):
     def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
         """Sizes per input for token-budget batching: characters for a family without a tokenizer
         (`BackboneRewardModel` counts tokens)."""
-        return [len(p) + total_length(r) for p, r in zip(prompts, responses)]
+        return [total_length(p) + total_length(r) for p, r in zip(prompts, responses)]
 
     def _batches(self, prompts: Sequence[str], responses: Sequence, batch_size: int | None,
                  max_tokens: int | None) -> list[list[int]]:
@@ -229,7 +233,7 @@ class RewardModel(nn.Module, ABC):
         if max_tokens is not None:
             return token_budget_batches(self._token_lengths(prompts, responses), max_tokens)
         size = self.batch_size if batch_size is None else batch_size
-        order = sorted(range(len(prompts)), key=lambda i: -(len(prompts[i]) + total_length(responses[i])))
+        order = sorted(range(len(prompts)), key=lambda i: -(total_length(prompts[i]) + total_length(responses[i])))
         return [order[start:start + size] for start in range(0, len(order), size)]
 
     def data_collator(self, seed: int = 0):
@@ -278,6 +282,8 @@ class RewardModel(nn.Module, ABC):
         self._check_inputs(prompts, responses)
         options = self._check_options(**options)
         columns = self._check_columns(columns, len(prompts))
+        if not self.reads_conversations:
+            prompts, responses = [as_plain(p) for p in prompts], [as_plain(r) for r in responses]
         was_training = self.training
         self.eval()
         try:

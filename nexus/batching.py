@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from nexus.conversation import key
 from nexus.validation import check_positive_int
 
 
@@ -69,9 +70,9 @@ def prompt_groups(prompts: Sequence[str], ids: Sequence[Sequence[int]], max_leng
     share >= 1 token; a group whose packed row would exceed `max_tokens` is cut into several rows,
     each as long as the budget allows (at least one suffix each).
     """
-    by_prompt: dict[str, list[int]] = {}
+    by_prompt: dict = {}
     for i, prompt in enumerate(prompts):
-        by_prompt.setdefault(prompt, []).append(i)
+        by_prompt.setdefault(key(prompt), []).append(i)  # a string or a conversation
     groups, alone = [], []
     for indices in by_prompt.values():
         seqs = [ids[i] for i in indices]

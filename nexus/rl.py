@@ -4,25 +4,19 @@ TRL's `GRPOTrainer` calls each reward function as
 `reward_func(prompts=..., completions=..., completion_ids=..., trainer_state=..., **columns)`, where
 `columns` are the other columns of the training dataset, and expects one float per completion.
 `prompts` and `completions` are strings (standard datasets) or lists of chat messages
-`{"role", "content"}` (conversational datasets); both are accepted here. TRL names the logged
-reward after the function's `__name__`.
+`{"role", "content"}` (conversational datasets); both are accepted here, and conversations reach
+`rm.score` as they are, so a backbone renders them with its chat template once, every role kept
+(`nexus.conversation`). TRL names the logged reward after the function's `__name__`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from nexus.conversation import check_conversation, content_text
+
 if TYPE_CHECKING:
     from nexus.base import RewardModel
-
-
-def _content_text(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    # Multimodal messages carry a list of parts; only the text parts can be scored.
-    if isinstance(content, Sequence) and all(isinstance(p, Mapping) for p in content):
-        return "".join(p["text"] for p in content if p.get("type") == "text" and isinstance(p.get("text"), str))
-    raise ValueError(f"{where}: message content is {type(content).__name__}, expected str or a list of parts")
 
 
 def join_messages(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -31,23 +25,26 @@ def join_messages(messages: Sequence[Mapping[str, Any]]) -> str:
     A single-message prompt or completion is thus exactly its content, which is what an RM
     trained on plain (prompt, response) text expects.
     """
-    return "\n".join(_content_text(m["content"], "message") for m in messages)
+    return "\n".join(content_text(m["content"], "message") for m in messages)
 
 
-def as_text(item: Any, field: str, index: int, render: Callable[[Sequence[Mapping]], str]) -> str:
-    """A prompt or completion as a string: itself, or its chat messages rendered."""
+def as_input(item: Any, field: str, index: int, render: Callable[[Sequence[Mapping]], str] | None):
+    """A prompt or completion for `score`: a string as it is; chat messages as they are (checked),
+    or rendered to text by `render` where one is given."""
     if isinstance(item, str):
         return item
-    if isinstance(item, Sequence) and all(isinstance(m, Mapping) and "content" in m for m in item):
-        try:
-            text = render(item)
-        except ValueError as err:
-            raise ValueError(f"{field}[{index}]: {err}") from err
-        if not isinstance(text, str):
-            raise ValueError(f"{field}[{index}]: rendering the messages gave {type(text).__name__}, not str")
-        return text
-    raise ValueError(f"{field}[{index}] is {type(item).__name__}: expected a string or a list of "
-                     "{'role', 'content'} messages")
+    if not (isinstance(item, Sequence) and all(isinstance(m, Mapping) and "content" in m for m in item)):
+        raise ValueError(f"{field}[{index}] is {type(item).__name__}: expected a string or a list of "
+                         "{'role', 'content'} messages")
+    if render is None:
+        return check_conversation(item, f"{field}[{index}]")
+    try:
+        text = render(item)
+    except ValueError as err:
+        raise ValueError(f"{field}[{index}]: {err}") from err
+    if not isinstance(text, str):
+        raise ValueError(f"{field}[{index}]: rendering the messages gave {type(text).__name__}, not str")
+    return text
 
 
 def reward_func(rm: "RewardModel", columns: Mapping[str, str] | None = None, *, name: str | None = None,
@@ -61,11 +58,11 @@ def reward_func(rm: "RewardModel", columns: Mapping[str, str] | None = None, *, 
             `trainer_state`, unmapped columns) are ignored.
         name: the function's `__name__` (TRL logs `rewards/<name>`); default `nexus_<model_type>`.
         normalize: apply the RM's normaliser, if it has one.
-        render_messages: turns a conversational prompt or completion into text; default
-            `join_messages` (contents joined by newlines). A tokenizer's chat template also fits.
+        render_messages: turns a conversational prompt or completion into text before scoring
+            (e.g. `join_messages`); default None: the messages go to `score` as they are.
     """
     columns = dict(columns or {})
-    render = render_messages or join_messages
+    render = render_messages
 
     def func(prompts: Sequence, completions: Sequence, **kwargs: Any) -> list[float]:
         extra = {}
@@ -74,8 +71,8 @@ def reward_func(rm: "RewardModel", columns: Mapping[str, str] | None = None, *, 
                 raise ValueError(f"reward function {func.__name__}: dataset column {column!r} (for "
                                  f"score's {keyword}=) was not passed; got {sorted(kwargs)}")
             extra[keyword] = kwargs[column]
-        texts_p = [as_text(p, "prompts", i, render) for i, p in enumerate(prompts)]
-        texts_c = [as_text(c, "completions", i, render) for i, c in enumerate(completions)]
+        texts_p = [as_input(p, "prompts", i, render) for i, p in enumerate(prompts)]
+        texts_c = [as_input(c, "completions", i, render) for i, c in enumerate(completions)]
         out = rm.score(texts_p, texts_c, normalize=normalize, **extra)
         return [float(r) for r in out.rewards.tolist()]
 

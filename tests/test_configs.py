@@ -27,6 +27,8 @@ def test_every_option_composes(tmp_path, group):
             overrides.append("backbone.name_or_path=/nonexistent")
         if option == "jsonl":
             overrides.append("data.train_file=train.jsonl")
+        if option == "hf":
+            overrides.append("data.path=trl-lib/ultrafeedback_binarized")
         cfg = compose_train(tmp_path, overrides)
         assert cfg[group] is not None
 

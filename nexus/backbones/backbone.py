@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.hub import dtype_name, torch_dtype
+from nexus.conversation import messages, plain_text
 from nexus.backbones.logprobs import logprob_summary, running_logprob_stats, token_logprob_stats
 from nexus.backbones.lora import LoraSpec, apply_lora
 from nexus.backbones.pooling import POOLERS
@@ -130,12 +131,14 @@ class Backbone(nn.Module):
         """The body's weight dtype (features leave `forward` as float32 whatever it is)."""
         return next(self.model.parameters()).dtype
 
-    def format(self, prompt: str, response: str) -> str:
-        """The decoder's input text for one (prompt, response)."""
+    def format(self, prompt, response) -> str:
+        """The decoder's input text for one (prompt, response): the conversation (the prompt's
+        messages, or one user message; then the response's, or one assistant message) through the
+        tokenizer's chat template, rendered once with every role; without a chat template, the
+        contents joined by blank lines (`PLAIN_TEMPLATE` for a string prompt and response)."""
         if getattr(self.tokenizer, "chat_template", None):
-            messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
-        return PLAIN_TEMPLATE.format(prompt=prompt, response=response)
+            return self.tokenizer.apply_chat_template(messages(prompt, response), tokenize=False)
+        return PLAIN_TEMPLATE.format(prompt=plain_text(prompt), response=plain_text(response))
 
     def _vocabulary_stats(self) -> tuple[int, bool]:
         """(characters the longest vocabulary entry spells, whether every token is one character or
@@ -195,8 +198,9 @@ class Backbone(nn.Module):
         Over-long texts are first cut by characters (`clip_text`; for encoders the prompt and the
         response each), which leaves the last `max_length` tokens exactly as they would be.
         """
-        if self.is_encoder:
-            prompts, responses = [self.clip_text(p) for p in prompts], [self.clip_text(r) for r in responses]
+        if self.is_encoder:  # the pair [CLS] prompt [SEP] response [SEP]; conversations as plain text
+            prompts = [self.clip_text(plain_text(p)) for p in prompts]
+            responses = [self.clip_text(plain_text(r)) for r in responses]
             return self.tokenizer(list(prompts), list(responses), truncation=False)["input_ids"]
         texts = [self.clip_text(self.format(p, r)) for p, r in zip(prompts, responses)]
         add_special = not getattr(self.tokenizer, "chat_template", None)

@@ -2,7 +2,8 @@
 
 One JSON object per line:
 
-- pairwise: ``{"prompt", "chosen", "rejected", "margin"?}``
+- pairwise: ``{"prompt", "chosen", "rejected", "margin"?}``; prompt and responses are strings or
+  conversations (lists of ``{"role", "content"}`` messages, TRL's conversational format)
 - outcome: ``{"prompt", "response", "label"}``, label 0/1 or a probability
 - process: ``{"prompt", "steps": [...], "labels": [...]}``, one label per step, 0/1 or a
   probability (soft Monte-Carlo labels, Wang et al. 2023 "Math-Shepherd")
@@ -27,6 +28,12 @@ from typing import Any, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
+from nexus.conversation import check_conversation
+
+
+# A prompt or response: a string, or a conversation stored as a tuple of {"role", "content"} dicts.
+Text = Union[str, tuple]
+
 
 class DataFormatError(ValueError):
     """Bad data; the message names the file, line and field (``file:line: field 'x': ...``)."""
@@ -49,6 +56,20 @@ def _check_str(where: str, value: Any) -> str:
     if not isinstance(value, str):
         raise DataFormatError(f"{where}: expected a string, got {_type_name(value)}")
     return value
+
+
+def _check_text(where: str, value: Any):
+    """A string, or a conversation (a list of {"role", "content"} messages, TRL's conversational
+    format) as a tuple of message dicts with text content."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        try:
+            return check_conversation(value, where)
+        except ValueError as err:
+            raise DataFormatError(str(err)) from None
+    raise DataFormatError(f"{where}: expected a string or a list of {{'role', 'content'}} messages, "
+                          f"got {_type_name(value)}")
 
 
 def _check_probability(where: str, value: Any) -> float:
@@ -88,15 +109,15 @@ class PairwiseExample:
         extra: unknown JSON fields, written back by ``write_jsonl``.
     """
 
-    prompt: str
-    chosen: str
-    rejected: str
+    prompt: Text
+    chosen: Text
+    rejected: Text
     margin: float | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("prompt", "chosen", "rejected"):
-            _check_str(f"field {name!r}", getattr(self, name))
+            object.__setattr__(self, name, _check_text(f"field {name!r}", getattr(self, name)))
         if self.margin is not None:
             if not _is_number(self.margin) or not math.isfinite(self.margin):
                 raise DataFormatError(
@@ -110,14 +131,14 @@ class PairwiseExample:
 class OutcomeExample:
     """A whole response scored once: ``label`` is 0/1 correctness or a probability in [0, 1]."""
 
-    prompt: str
-    response: str
+    prompt: Text
+    response: Text
     label: float
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_str("field 'prompt'", self.prompt)
-        _check_str("field 'response'", self.response)
+        object.__setattr__(self, "prompt", _check_text("field 'prompt'", self.prompt))
+        object.__setattr__(self, "response", _check_text("field 'response'", self.response))
         object.__setattr__(self, "label", _check_probability("field 'label'", self.label))
         _check_extra(self)
 
@@ -126,13 +147,13 @@ class OutcomeExample:
 class ProcessExample:
     """A response split into steps, one label in [0, 1] per step (stored as tuples)."""
 
-    prompt: str
+    prompt: Text
     steps: tuple[str, ...]
     labels: tuple[float, ...]
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_str("field 'prompt'", self.prompt)
+        object.__setattr__(self, "prompt", _check_text("field 'prompt'", self.prompt))
         steps = _check_sequence("field 'steps'", self.steps)
         if not steps:
             raise DataFormatError("field 'steps': expected at least one step, got none")

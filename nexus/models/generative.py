@@ -119,6 +119,7 @@ class GenerativeRewardModel(BackboneRewardModel):
     holds the critiques with `explain=True`, else None. `uncertainty` and `step_rewards` are None.
     """
 
+    reads_conversations = False  # its prompt templates take text: conversations arrive as plain text
     model_type = "generative"
     saved_entries = (BACKBONE_DIR, PROMPTS_DIR)
     data_format: ClassVar[str] = "outcome"

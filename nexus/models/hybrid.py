@@ -56,6 +56,7 @@ class HybridRewardModel(RewardModel):
         batch_size: the inner model's batch size for `score` when none is given.
     """
 
+    reads_conversations = True  # its parts take them as they can (a neural part renders them, rules read text)
     model_type = "hybrid"
     input_columns = ("references",)
     saved_entries = (MODEL_DIR,)

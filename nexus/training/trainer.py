@@ -77,18 +77,31 @@ def pointwise_metrics(eval_pred) -> dict[str, float]:
     return out
 
 
+def _is_hf_dataset(value) -> bool:
+    """Whether `value` is a `datasets.Dataset` or `IterableDataset` (without importing datasets)."""
+    return type(value).__module__.startswith("datasets.") and hasattr(value, "column_names")
+
+
 class RewardTrainer(Trainer):
     """Trains any `RewardModel` on the data its `data_format` names, with the batches of its
     `data_collator` and the loss of its `training_loss` (`RewardModel.training_loss`: Bradley-Terry
     on chosen and rejected in one forward pass by default; per-position binary cross-entropy for
     outcome and process RMs; the ensemble's and the generative judge's own). Evaluation reads the
     'b 2' rewards of pairwise families and the per-position logits and labels of the others.
+    `train_dataset` and `eval_dataset` are lists of nexus examples or a `datasets.Dataset` in
+    TRL's formats (`nexus.data.hf`), converted for the model's `data_format`.
     """
 
     def __init__(self, model, args: RewardTrainingArguments, data_collator=None, compute_metrics=None, **kwargs):
         if args.loss not in losses.LOSSES:
             raise ValueError(f"loss={args.loss!r}: expected one of {sorted(losses.LOSSES)}")
-        pairwise = getattr(model, "data_format", "pairwise") == "pairwise"
+        data_format = getattr(model, "data_format", "pairwise")
+        pairwise = data_format == "pairwise"
+        for name in ("train_dataset", "eval_dataset"):  # a `datasets.Dataset` of TRL's (or nexus's) columns
+            if _is_hf_dataset(kwargs.get(name)):
+                from nexus.data.hf import examples_from_rows
+
+                kwargs[name] = examples_from_rows(kwargs[name], data_format, f"{name} (a datasets.Dataset)")
         data_collator = data_collator or model.data_collator(seed=args.seed)
         if args.n_gpu > 1 and getattr(data_collator, "share_prompts", False):
             data_collator.share_prompts = False  # DataParallel splits every tensor by rows; packed indices can't
