@@ -172,3 +172,11 @@ def test_data_hf_config_feeds_the_train_entry_point(tmp_path):
     cfg = compose_train(tmp_path, ["data=hf", f"data.path={path}", "data.eval_split=train"])
     run = load_data(cfg.data, "pairwise")
     assert len(run.train) == 6 and list(run.evals) == ["train"] and run.train[0].prompt[0]["role"] == "system"
+
+
+def test_conversations_round_trip_through_nexus_jsonl(tmp_path):
+    from nexus.data.formats import read_pairwise, write_jsonl as write_examples
+
+    examples = load_hf(write_jsonl(tmp_path / "conv.jsonl", rows("conversational_explicit", 3)))
+    write_examples(tmp_path / "nexus.jsonl", examples)
+    assert read_pairwise(tmp_path / "nexus.jsonl") == examples
