@@ -28,6 +28,7 @@ setup(
     ],
     extras_require={
         "data": ["datasets>=2.19"],  # data=hf and RewardTrainer on a datasets.Dataset
+        "peers": ["trl>=1.0", "datasets>=2.19"],  # benchmarks/vs_trl.py: TRL's RewardTrainer beside nexus's
         "dev": ["pytest", "datasets>=2.19"],
     },
 )
