@@ -19,7 +19,8 @@ def load(path: str | os.PathLike, device: str = "cpu", *, revision: str | None =
       output gives a scalar RM, several a multi-objective RM (`nexus.interop`). `dtype` ("bf16",
       ...) and `trust_remote_code` apply to these; nexus checkpoints keep their saved dtype.
     """
-    from nexus.interop import is_sequence_classifier, load_hf_reward_model, read_json
+    from nexus.validation import read_json_object
+    from nexus.interop import is_sequence_classifier, load_hf_reward_model
     from nexus.models import get_model_class
 
     directory = Path(path).expanduser()
@@ -29,7 +30,7 @@ def load(path: str | os.PathLike, device: str = "cpu", *, revision: str | None =
         if not is_hub_id(str(path)):
             raise FileNotFoundError(f"checkpoint directory {path} does not exist (and it is not a hub id)")
         directory = hub_snapshot(str(path), revision)
-    if (directory / "config.json").is_file() and is_sequence_classifier(read_json(directory / "config.json")):
+    if (directory / "config.json").is_file() and is_sequence_classifier(read_json_object(directory / "config.json")):
         return load_hf_reward_model(directory, str(path), dtype, trust_remote_code).to(device)
     config = read_config(directory)
     return get_model_class(config["model_type"]).from_pretrained(directory, device=device)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -22,53 +21,8 @@ from nexus.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from nexus.batching import PromptGroup, token_budget_batches
 from nexus.conversation import as_plain
 from nexus.inputs import hashable, total_length, validate_inputs
-from nexus.validation import check_positive_int
-
-
-@dataclass
-class RewardOutput:
-    """What `RewardModel.score` returns, in input order.
-
-    Attributes:
-        rewards: 'b' one scalar per (prompt, response); higher is better.
-        uncertainty: 'b' standard deviation of the reward, or None.
-        step_rewards: per input an 's_i' tensor (process RMs), else None.
-        explanations: per input a critique (generative RMs asked to explain), else None.
-        extras: family-specific per-input tensors (first dim 'b'), e.g. an ensemble's
-            'member_means' 'b k' and 'epistemic_var' 'b'; else None.
-    """
-
-    rewards: Tensor
-    uncertainty: Tensor | None = None
-    step_rewards: list[Tensor] | None = None
-    explanations: list[str] | None = None
-    extras: dict[str, Tensor] | None = None
-
-    def select(self, part: slice) -> "RewardOutput":
-        """The outputs of the inputs in `part` (every per-input field sliced alike)."""
-        return RewardOutput(**{field: None if value is None else (
-            {k: v[part] for k, v in value.items()} if isinstance(value, dict) else value[part])
-            for field, value in vars(self).items()})
-
-
-def _gather(parts: list[tuple[list[int], RewardOutput]], total: int) -> RewardOutput:
-    """Put per-batch outputs back into input order."""
-    order = [i for idx, _ in parts for i in idx]
-    inverse = torch.empty(total, dtype=torch.long)
-    inverse[torch.tensor(order)] = torch.arange(total)
-
-    def cat(field: str):
-        values = [getattr(out, field) for _, out in parts]
-        if any(v is None for v in values):
-            return None
-        if isinstance(values[0], Tensor):
-            return torch.cat(values)[inverse]
-        if isinstance(values[0], dict):
-            return {key: torch.cat([v[key] for v in values])[inverse] for key in values[0]}
-        flat = [item for v in values for item in v]
-        return [flat[j] for j in inverse.tolist()]
-
-    return RewardOutput(*(cat(f) for f in ("rewards", "uncertainty", "step_rewards", "explanations", "extras")))
+from nexus.outputs import RewardOutput, gather_outputs
+from nexus.validation import check_positive_int, read_json_object
 
 
 # model_type -> class of every family defined so far; `RewardModel.__init_subclass__` fills it and
@@ -321,7 +275,7 @@ class RewardModel(nn.Module, ABC):
             parts.append((idx, self._score_batch([prompts[i] for i in idx], [responses[i] for i in idx], **sliced)))
             bar.update()
         bar.close()
-        return _gather(parts, len(prompts))
+        return gather_outputs(parts, len(prompts))
 
     def set_normalizer(self, normalizer) -> "RewardModel":
         """Normalise what `score` returns (a `nexus.normalize.Normalizer`, its config dict, or None).
@@ -489,12 +443,7 @@ def read_config(path: Path) -> dict:
     file = path / CONFIG_NAME
     if not file.is_file():
         raise FileNotFoundError(f"{path} has no {CONFIG_NAME}: not a nexus checkpoint (written by save_pretrained)")
-    try:
-        config = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{file}:{err.lineno}: malformed JSON: {err.msg}") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{file}: expected a JSON object, got {type(config).__name__}")
+    config = read_json_object(file)
     if "model_type" not in config:
         raise ValueError(f"{file}: missing field 'model_type'")
     if not (path / WEIGHTS_NAME).is_file():

@@ -14,7 +14,6 @@ line, response), as the checkpoint's own classifier would read it:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -79,16 +78,6 @@ def load_hf_reward_model(directory: Path, source: str, dtype=None, trust_remote_
     return rm.eval()
 
 
-def read_json(file: Path) -> dict:
-    try:
-        value = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{file}:{err.lineno}: malformed JSON: {err.msg}") from err
-    if not isinstance(value, dict):
-        raise ValueError(f"{file}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _linear_head(rm) -> tuple[nn.Linear, list[str]]:
     """The RM's single linear score layer and its output labels; a ValueError saying why not."""
     from nexus.models.multi_objective import MultiObjectiveRewardModel
@@ -108,22 +97,9 @@ def _linear_head(rm) -> tuple[nn.Linear, list[str]]:
     return layer, labels
 
 
-def export_hf(rm, path, *, drop_bias: bool = False) -> Path:
-    """Write `rm` as an `AutoModelForSequenceClassification` checkpoint (safetensors, its tokenizer,
-    no custom code) whose logits on the text `rm.backbone.token_ids` reads are `rm.score`'s raw
-    rewards (no normaliser): a decoder pooled at its last token, or an encoder through its pooler.
-    LoRA adapters are merged. Decoders' `score` layer has no bias: an RM whose head bias is not 0
-    is refused unless `drop_bias`, which exports logits = reward - bias (a constant shift that
-    Bradley-Terry preferences and best-of-N choices do not see; config.json records it as
-    `nexus_reward_bias`). `path` must be new or an empty folder; it is written whole, then renamed.
-    """
-    import copy
-    import os
-    import shutil
-    import tempfile
-
-    from transformers import AutoModelForSequenceClassification
-
+def _check_exportable(rm) -> tuple[nn.Linear, list[str]]:
+    """The RM's linear score layer and labels, if one sequence classifier can compute its rewards;
+    else a ValueError that says what to train instead."""
     layer, labels = _linear_head(rm)
     backbone = rm.backbone
     if backbone.lm_logprobs:
@@ -137,6 +113,25 @@ def export_hf(rm, path, *, drop_bias: bool = False) -> Path:
         raise ValueError("the tokenizer's pad token is its eos token, which ends every input: transformers pools at "
                          "the last token that is not pad, so it would read another token; give the tokenizer its "
                          "own pad token before training to export")
+    return layer, labels
+
+
+def export_hf(rm, path, *, drop_bias: bool = False) -> Path:
+    """Write `rm` as an `AutoModelForSequenceClassification` checkpoint (safetensors, its tokenizer,
+    no custom code) whose logits on the text `rm.backbone.token_ids` reads are `rm.score`'s raw
+    rewards (no normaliser): a decoder pooled at its last token, or an encoder through its pooler.
+    LoRA adapters are merged. Decoders' `score` layer has no bias: an RM whose head bias is not 0
+    is refused unless `drop_bias`, which exports logits = reward - bias (a constant shift that
+    Bradley-Terry preferences and best-of-N choices do not see; config.json records it as
+    `nexus_reward_bias`). `path` must be new or an empty folder; it is written whole, then renamed.
+    """
+    import copy
+    import os
+
+    from transformers import AutoModelForSequenceClassification
+
+    layer, labels = _check_exportable(rm)
+    backbone, tokenizer = rm.backbone, rm.backbone.tokenizer
     target = Path(os.path.abspath(path))
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} exists and is not an empty folder; export writes a new one")
@@ -159,20 +154,30 @@ def export_hf(rm, path, *, drop_bias: bool = False) -> Path:
             raise ValueError(f"{type(seq).__name__}'s score layer has no bias, and this RM's head bias is "
                              f"{bias.tolist()}: its logits would be the reward minus that constant. Pass "
                              "drop_bias=True to export anyway (Bradley-Terry preferences and best-of-N do not see it)")
-        config.nexus_reward_bias = bias.tolist() if len(labels) > 1 else float(bias[0])
+        seq.config.nexus_reward_bias = bias.tolist() if len(labels) > 1 else float(bias[0])
     with torch.no_grad():
         out.weight.copy_(layer.weight.to(out.weight.dtype))
         if out.bias is not None:
             out.bias.copy_(bias.to(out.bias.dtype))
+    _write_whole(target, lambda folder: (seq.save_pretrained(folder, safe_serialization=True),
+                                         tokenizer.save_pretrained(folder)))
+    return target
+
+
+def _write_whole(target: Path, write) -> None:
+    """`write(folder)` into a fresh sibling of `target`, then renamed onto it (new or empty), so a
+    reader sees no folder or a whole one; the sibling is removed if writing fails."""
+    import os
+    import shutil
+    import tempfile
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        seq.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        write(tmp)
         if target.exists():
-            target.rmdir()  # empty, checked above
+            target.rmdir()  # empty, checked before anything was built
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return target

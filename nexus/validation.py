@@ -1,12 +1,15 @@
 """Checks for size options (batch sizes, token budgets, counts, lengths) shared by the library and
 the experiments, so every bad size fails early with one kind of message: the option's name, the
-value given and the range allowed, e.g. ``batch_size=0: expected an integer >= 1``.
+value given and the range allowed, e.g. ``batch_size=0: expected an integer >= 1``; and the JSON
+object files (config.json) read where a checkpoint enters.
 """
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -41,3 +44,14 @@ def check_config_sizes(config: Mapping, sizes: Mapping[str, int], prefix: str) -
     for key, minimum in sizes.items():
         if key in config:
             check_positive_int(f"{prefix}.{key}", config[key], minimum)
+
+
+def read_json_object(file: Path) -> dict:
+    """A JSON file that must hold an object; errors name the file (and the line of a syntax error)."""
+    try:
+        value = json.loads(Path(file).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file}:{err.lineno}: malformed JSON: {err.msg}") from err
+    if not isinstance(value, dict):
+        raise ValueError(f"{file}: expected a JSON object, got {type(value).__name__}")
+    return value

@@ -254,3 +254,16 @@ def test_rows_are_repriced_against_a_new_peak_and_cells_keep_their_pipes():
     assert Row("rules", "y", 1.0, "", roofline="no FLOPs").with_peak(1.0).roofline == "no FLOPs"
     table = markdown([row]).splitlines()
     assert table[-1].count(" | ") == 6 and "max \\|reward diff\\| 1e-6" in table[-1]
+
+
+def test_the_packed_log_likelihood_summary_is_the_padded_one():
+    from nexus.backbones.logprobs import grouped_logprob_summary, logprob_summary
+
+    torch.manual_seed(0)
+    logp, valid = -torch.rand(6, 9) * 5, torch.rand(6, 9) > 0.3
+    valid[2] = False  # a row with nothing scored: 0 and 0
+    rows = torch.arange(6)[:, None].expand(6, 9)
+    order = torch.randperm(int(valid.sum()))  # packed tokens come in any order
+    grouped = grouped_logprob_summary(logp[valid][order], rows[valid][order], 6)
+    torch.testing.assert_close(grouped, logprob_summary(logp, valid))
+    assert grouped[2].tolist() == [0.0, 0.0] and (grouped[[0, 1, 3, 4, 5], 1] < grouped[[0, 1, 3, 4, 5], 0]).all()

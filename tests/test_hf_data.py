@@ -180,3 +180,21 @@ def test_conversations_round_trip_through_nexus_jsonl(tmp_path):
     examples = load_hf(write_jsonl(tmp_path / "conv.jsonl", rows("conversational_explicit", 3)))
     write_examples(tmp_path / "nexus.jsonl", examples)
     assert read_pairwise(tmp_path / "nexus.jsonl") == examples
+
+
+def test_every_family_takes_conversations(tmp_path):
+    """Families on a backbone render them; the judge and the rules read them as plain text."""
+    from nexus.models.ensemble import EnsembleRewardModel
+    from nexus.models.generative import GenerativeRewardModel
+    from nexus.models.rules import RulesRewardModel
+
+    prompt, answer = [SYSTEM, user("2 + 3")], [assistant("2 + 3 = 5")]
+    ensemble = chat_rm(EnsembleRewardModel, n_members=2)
+    train(ensemble, datasets.Dataset.from_list(rows("conversational_implicit")), tmp_path)  # bootstrap weights too
+    assert ensemble.eval().score([prompt], [answer]).uncertainty is not None
+    judge = GenerativeRewardModel(load_backbone("tiny-gpt2", lm_head=True))
+    plain = "Answer with the steps.\n\n2 + 3"
+    torch.testing.assert_close(judge.score([prompt], [answer]).rewards, judge.score([plain], ["2 + 3 = 5"]).rewards)
+    assert judge.compare([prompt], [answer], ["2 + 3 = 6"]).shape == (1,)
+    rules = RulesRewardModel([{"name": "length", "low": 1, "high": 3}])
+    assert rules.score([prompt], [answer]).rewards.tolist() == rules.score([plain], ["2 + 3 = 5"]).rewards.tolist()

@@ -19,7 +19,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.hub import dtype_name, torch_dtype
 from nexus.conversation import messages, plain_text
-from nexus.backbones.logprobs import logprob_summary, running_logprob_stats, token_logprob_stats
+from nexus.backbones.logprobs import grouped_logprob_summary, running_logprob_stats, token_logprob_stats
 from nexus.backbones.lora import LoraSpec, apply_lora
 from nexus.backbones.pooling import POOLERS
 from nexus.validation import check_positive_int
@@ -354,12 +354,7 @@ class Backbone(nn.Module):
         row, col, token, index = logprob_index.T
         logits = lm.get_output_embeddings()(hidden)
         logp = logits[row, col, token].float() - logits.float().logsumexp(-1)[row, col]  # lse once per position
-        # one padded row of token log-likelihoods per input (a collator may renumber the inputs)
-        counts = torch.bincount(index, minlength=len(pool_index)).tolist()
-        logp = logp[torch.argsort(index, stable=True)]
-        rows = nn.utils.rnn.pad_sequence(list(logp.split(counts)), batch_first=True)
-        valid = torch.arange(rows.shape[1], device=rows.device) < torch.tensor(counts, device=rows.device)[:, None]
-        return torch.cat([pooled, logprob_summary(rows, valid)], dim=-1)
+        return torch.cat([pooled, grouped_logprob_summary(logp, index, len(pool_index))], dim=-1)
 
     def packed_features(self, groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]]) -> Tensor:
         """'c d' `forward`'s features of prefix + suffix for every suffix of every (prefix, suffixes)

@@ -41,7 +41,19 @@ def running_logprob_stats(logits: Tensor, input_ids: Tensor, attention_mask: Ten
 
 
 def logprob_summary(logp: Tensor, valid: Tensor) -> Tensor:
-    """'b n' token log-likelihoods, 'b n' bool scored -> 'b 2' mean and min (as `token_logprob_stats`)."""
+    """'b n' token log-likelihoods, 'b n' bool scored -> 'b 2' mean and min (as `token_logprob_stats`;
+    0 and 0 for a row with no scored token). Padded rows; `grouped_logprob_summary` is the same
+    summary of packed rows, each vectorised for its layout."""
     mean = torch.where(valid, logp, 0.0).sum(-1) / valid.sum(-1).clamp(min=1)
     low = torch.where(valid, logp, torch.inf).amin(-1)
     return torch.stack([mean, torch.where(valid.any(-1), low, 0.0)], dim=-1)
+
+
+def grouped_logprob_summary(logp: Tensor, owner: Tensor, count: int) -> Tensor:
+    """'r' token log-likelihoods, 'r' the input each belongs to -> 'c 2' `logprob_summary` per input,
+    for `Backbone.forward_packed`, whose rows hold several inputs' tokens (in any order)."""
+    logp = logp.float()
+    n = torch.zeros(count, device=logp.device).index_add(0, owner, torch.ones_like(logp))
+    mean = torch.zeros(count, device=logp.device).index_add(0, owner, logp) / n.clamp(min=1)
+    low = torch.full((count,), torch.inf, device=logp.device).scatter_reduce(0, owner, logp, "amin")
+    return torch.stack([mean, torch.where(n > 0, low, 0.0)], dim=-1)

@@ -6,10 +6,10 @@ Legend: b pairs, n tokens, o objectives. Chosen and rejected are packed into one
 
 from __future__ import annotations
 
-from typing import Sequence
-
+import json
 import warnings
 import zlib
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,9 @@ def bootstrap_weights(examples: Sequence[PairwiseExample], n_members: int, seed:
     check_positive_int("n_members", n_members)
     rows = []
     for ex in examples:
-        key = zlib.crc32("\x00".join((ex.prompt, ex.chosen, ex.rejected)).encode("utf-8"))
+        parts = (x if isinstance(x, str) else json.dumps(list(x), sort_keys=True)  # a conversation
+                 for x in (ex.prompt, ex.chosen, ex.rejected))
+        key = zlib.crc32("\x00".join(parts).encode("utf-8"))
         rows.append(np.random.default_rng([seed, key]).poisson(1.0, n_members))
     return torch.tensor(np.stack(rows), dtype=torch.float32)
 

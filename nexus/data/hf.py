@@ -53,10 +53,9 @@ def split_implicit_prompt(chosen: Any, rejected: Any) -> tuple[Any, Any, Any]:
     raise DataFormatError("fields 'chosen' and 'rejected': an implicit prompt needs two strings or two conversations")
 
 
-def _label(value: Any, where: str) -> float:
-    if isinstance(value, bool):
-        return float(value)
-    return value  # numbers are checked by the example's own validation
+def _label(value: Any) -> Any:
+    """TRL's boolean labels as 1.0 / 0.0; numbers are left to the example's own checks."""
+    return float(value) if isinstance(value, bool) else value
 
 
 def to_example(row: Mapping[str, Any], kind: str) -> Any:
@@ -70,9 +69,9 @@ def to_example(row: Mapping[str, Any], kind: str) -> Any:
         return PairwiseExample(prompt, chosen, rejected, row.get("margin"), extra=_plain(extra))
     if kind == "outcome":
         response = row["completion"] if "completion" in row else row["response"]
-        return OutcomeExample(row["prompt"], response, _label(row["label"], "label"), extra=_plain(extra))
+        return OutcomeExample(row["prompt"], response, _label(row["label"]), extra=_plain(extra))
     steps = row["completions"] if "completions" in row else row["steps"]
-    labels = [_label(y, "labels") for y in row["labels"]]
+    labels = [_label(y) for y in row["labels"]]
     return ProcessExample(row["prompt"], tuple(steps), tuple(labels), extra=_plain(extra))
 
 

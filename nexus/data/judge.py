@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from nexus.conversation import as_plain
 from nexus.data.collators import IGNORE, collate_with_labels
 from nexus.data.formats import OutcomeExample, ProcessExample, process_to_outcome
 
@@ -58,11 +59,12 @@ class VerdictCollator:
         self.model, self.rationale = model, rationale
 
     def _row(self, i: int, ex: OutcomeExample) -> tuple[list[int], list[float], list[float]]:
-        critique = self.write_rationale(ex.prompt, ex.response).strip() if self.rationale else None
+        prompt, response = as_plain(ex.prompt), as_plain(ex.response)  # the judge's templates take text
+        critique = self.write_rationale(prompt, response).strip() if self.rationale else None
         try:
-            ids, span = self.model.verdict_ids(ex.prompt, ex.response, None, critique)
+            ids, span = self.model.verdict_ids(prompt, response, None, critique)
         except ValueError as err:
-            raise ValueError(f"example {i} ({ex.prompt[:30]!r}): {err}") from err
+            raise ValueError(f"example {i} ({prompt[:30]!r}): {err}") from err
         labels = [IGNORE] * (len(ids) - 1) + [ex.label]
         targets = [IGNORE] * len(ids)
         if span is not None:

@@ -26,6 +26,7 @@ from nexus import prompts as templates_lib
 from nexus.backbones import Backbone, LoraSpec, resolve_backbone_dir
 from nexus.backbone_model import BACKBONE_DIR, BackboneRewardModel
 from nexus.base import RewardOutput
+from nexus.conversation import as_plain
 from nexus.inputs import validate_inputs
 from nexus.batching import PACKED_MAX_TOKENS, PromptGroup, prompt_groups
 from nexus.data.collators import IGNORE
@@ -347,6 +348,8 @@ class GenerativeRewardModel(BackboneRewardModel):
         reads A and B as the next token, restricted to those two)."""
         validate_inputs(prompts, responses_a)
         validate_inputs(prompts, responses_b)
+        # the judge's templates take text: conversations as plain text, as in `score`
+        prompts, responses_a, responses_b = ([as_plain(x) for x in xs] for xs in (prompts, responses_a, responses_b))
         was_training = self.training
         self.eval()
         try:
