@@ -6,7 +6,7 @@ chosen, rejected, subset`; e.g. allenai/reward-bench, split `filtered`) or Rewar
 `experiment.checkpoint` (a nexus checkpoint, a transformers sequence classifier, or a hub id of
 either), else the run's `model` config as built (for example a zero-shot generative judge).
 
-Writes metrics.json/.csv (one row per subset), results.md with the section scores
+Writes metrics.json/.csv (one row per subset), accuracy.png, results.md with the section scores
 (`nexus.rewardbench`), and, for pairs, ECE after temperature scaling (two-fold: the temperature
 fitted on one half of the pairs is applied to the other) and, for families with uncertainty, the
 AUROC of the pair's summed uncertainty for its mistakes.
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from transformers import set_seed
 
 import nexus
 from experiments.common import log_study
@@ -47,6 +48,7 @@ def build_rm(cfg: DictConfig):
     exp = cfg.experiment
     if exp.checkpoint:
         return nexus.load(exp.checkpoint, dtype=exp.get("dtype"))
+    set_seed(cfg.seed)  # a model built here (an untrained head, a judge's LoRA) is the same every run
     return instantiate(cfg.model).eval()
 
 
@@ -93,6 +95,27 @@ def evaluate_best_of_k(rm, rows: list[dict]) -> tuple[list[dict], dict]:
     return [{"subset": s, "n": counts[s], "accuracy": accuracy[s]} for s in accuracy], extra
 
 
+def plot_accuracy(path: Path, table: list[dict], sections: dict, title: str) -> None:
+    """Bars of per-subset accuracy (with example counts) and of the section scores, chance at 0.5."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [f"{r['subset']} ({r['n']})" for r in table] + list(sections)
+    values = [r["accuracy"] for r in table] + list(sections.values())
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
+    ax.barh(names, values, color=["tab:blue"] * len(table) + ["tab:orange"] * len(sections))
+    ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy (subsets, blue; section scores, orange)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     exp = cfg.experiment
     rows = load_rows(exp)
@@ -101,6 +124,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     table, extra = evaluate_pairs(rm, rows, cfg.seed) if layout == "pairs" else evaluate_best_of_k(rm, rows)
     extra["model"] = rm.model_type
     report = write_report(out_dir, table, extra)
+    plot_accuracy(out_dir / "accuracy.png", table, extra["sections"], f"{extra['layout']}: {rm.model_type}")
     sections = "; ".join(f"{k} {v:.3f}" for k, v in extra["sections"].items())
     log_study(cfg, out_dir, {"subsets": table}, extra)
     print(f"\n{report}\n\n{extra['layout']}, {rm.model_type}: {sections}\nwritten to {out_dir}", flush=True)
