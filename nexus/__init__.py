@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from nexus.base import RewardModel, RewardOutput, read_config  # noqa: E402
 
@@ -23,13 +22,11 @@ def load(path: str | os.PathLike, device: str = "cpu", *, revision: str | None =
     from nexus.interop import is_sequence_classifier, load_hf_reward_model
     from nexus.models import get_model_class
 
-    directory = Path(path).expanduser()
-    if not directory.is_dir():
-        from nexus.backbones.hub import hub_snapshot, is_hub_id
+    from nexus.backbones.hub import local_or_hub
 
-        if not is_hub_id(str(path)):
-            raise FileNotFoundError(f"checkpoint directory {path} does not exist (and it is not a hub id)")
-        directory = hub_snapshot(str(path), revision)
+    directory = local_or_hub(str(path), revision)
+    if directory is None:
+        raise FileNotFoundError(f"checkpoint directory {path} does not exist (and it is not a hub id)")
     if (directory / "config.json").is_file() and is_sequence_classifier(read_json_object(directory / "config.json")):
         return load_hf_reward_model(directory, str(path), dtype, trust_remote_code).to(device)
     config = read_config(directory)

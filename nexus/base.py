@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from nexus import checkpoint, losses
 from nexus.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from nexus.batching import PromptGroup, token_budget_batches
-from nexus.conversation import as_plain
-from nexus.inputs import hashable, total_length, validate_inputs
+from nexus.conversation import as_plain, key as as_key
+from nexus.inputs import total_length, validate_inputs
 from nexus.outputs import RewardOutput, gather_outputs
 from nexus.validation import check_positive_int, read_json_object
 
@@ -346,7 +346,7 @@ class RewardModel(nn.Module, ABC):
         validate_inputs(prompts, chosen, self.accepts_steps)
         validate_inputs(prompts, rejected, self.accepts_steps)
         first: dict[tuple, int] = {}  # each distinct pair -> its first index
-        for i, key in enumerate(zip(prompts, map(hashable, chosen), map(hashable, rejected))):
+        for i, key in enumerate(zip(map(as_key, prompts), map(as_key, chosen), map(as_key, rejected))):
             first.setdefault(key, i)
         if len(first) < MIN_CALIBRATION_PAIRS:
             raise ValueError(f"calibrate: {len(first)} distinct (prompt, chosen, rejected) pairs given "

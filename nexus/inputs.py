@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from nexus.conversation import check_conversation, is_conversation, key, plain_text
+from nexus.conversation import check_conversation, is_conversation, plain_text
 
 
 def _check_sequence(name: str, value: Any) -> None:
@@ -57,11 +57,6 @@ def validate_inputs(prompts: Sequence, responses: Sequence, accepts_steps: bool 
             raise ValueError(f"responses[{i}][{bad[0]}] is {type(response[bad[0]]).__name__}, expected str")
         expected = "str or a sequence of step strings" if accepts_steps else "str or a list of messages"
         raise ValueError(f"responses[{i}] is {type(response).__name__}, expected {expected}")
-
-
-def hashable(response: Any):
-    """A hashable stand-in for a response (or prompt): a string, a conversation, or steps."""
-    return key(response)
 
 
 def total_length(response: Any) -> int:

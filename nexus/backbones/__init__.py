@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.backbone import Backbone
-from nexus.backbones.hub import hub_snapshot, is_hub_id, torch_dtype
+from nexus.backbones.hub import local_or_hub, torch_dtype
 from nexus.backbones.lora import LoraSpec
 from nexus.backbones.packaged import PACKAGED
 from nexus.backbones.tiny import TINY, build_tiny
@@ -36,14 +36,12 @@ def resolve_backbone_dir(name_or_path: str, revision: str | None = None) -> Path
         from nexus.backbones.packaged import packaged_model_dir
 
         return packaged_model_dir(name_or_path)
-    path = Path(name_or_path).expanduser()
-    if not path.is_dir():
-        if is_hub_id(name_or_path):
-            try:
-                return hub_snapshot(name_or_path, revision)
-            except ValueError as err:
-                raise ValueError(f"unknown backbone {name_or_path!r}: not a built-in name ({', '.join(BUILTIN)}), "
-                                 f"not a local directory, and as a hub id: {err}") from None
+    try:
+        path = local_or_hub(name_or_path, revision)
+    except ValueError as err:  # shaped like a hub id, but not found there
+        raise ValueError(f"unknown backbone {name_or_path!r}: not a built-in name ({', '.join(BUILTIN)}), "
+                         f"not a local directory, and as a hub id: {err}") from None
+    if path is None:
         raise ValueError(
             f"unknown backbone {name_or_path!r}: not a built-in name ({', '.join(BUILTIN)}), "
             "not a local directory and not a hub id (owner/name)"

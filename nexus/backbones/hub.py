@@ -65,6 +65,15 @@ def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
     return folder
 
 
+def local_or_hub(name: str, revision: str | None = None) -> Path | None:
+    """A local directory as it is; else the snapshot of the hub id `name` (`hub_snapshot`);
+    None when `name` is neither an existing directory nor shaped like a hub id."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    return hub_snapshot(name, revision) if is_hub_id(name) else None
+
+
 def torch_dtype(dtype: str | None):
     """'fp32' | 'bf16' | 'fp16' (or their long names) -> the torch dtype; None -> None (the model's own)."""
     import torch
