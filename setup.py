@@ -6,7 +6,7 @@ setup(
     description="A research zoo of reward models for RLHF behind one score() interface",
     python_requires=">=3.10",
     packages=find_packages(include=["nexus", "nexus.*", "experiments", "experiments.*"]),
-    package_data={"experiments": ["conf/**/*.yaml", "conf/*.yaml"], "nexus": ["prompts/*.txt", "data/*.txt"]},
+    package_data={"experiments": ["conf/**/*.yaml", "conf/*.yaml"], "nexus": ["prompts/*.txt", "data/*.txt", "serve/conf/*.yaml"]},
     install_requires=[
         # torch is installed first by the Makefile (TORCH_SPEC) so a CPU or CUDA build can be chosen.
         "torch>=2.1",
@@ -29,6 +29,11 @@ setup(
     extras_require={
         "data": ["datasets>=2.19"],  # data=hf and RewardTrainer on a datasets.Dataset
         "peers": ["trl>=1.0", "datasets>=2.19"],  # benchmarks/vs_trl.py: TRL's RewardTrainer beside nexus's
-        "dev": ["pytest", "datasets>=2.19"],
+        # python -m nexus.serve: the HTTP reward server
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29"],
+        # nexus.serve.ray_deployment: the same server as Ray Serve replicas
+        "ray": ["fastapi>=0.110", "uvicorn>=0.29", "ray[serve]>=2.9"],
+        # the tests need every optional path they exercise (servers, Ray Serve, datasets) and a client
+        "dev": ["pytest", "datasets>=2.19", "fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.24", "ray[serve]>=2.9"],
     },
 )

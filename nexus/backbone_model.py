@@ -22,15 +22,21 @@ class BackboneRewardModel(RewardModel):
     saved_entries: ClassVar[tuple[str, ...]] = (BACKBONE_DIR,)
     reads_conversations: ClassVar[bool] = True  # the backbone renders them with its chat template
 
-    def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
-        """Tokens per input for token-budget batching (capped at the backbone's max_length).
+    length_unit: ClassVar[str] = "tokens"
+
+    def input_lengths(self, prompts: Sequence, responses: Sequence) -> list[int]:
+        """Tokens per input, uncapped (an input over the backbone's max_length counts more than it).
 
         Counted with `backbone.token_ids` (exact for the scalar, ensemble, outcome and multi-objective
         RMs); an estimate where a family renders its own context (the judge's template, the process
         RM's step tokens; steps are counted joined by newlines).
         """
         texts = [r if isinstance(r, str) or is_conversation(r) else "\n".join(r) for r in responses]
-        return [min(len(ids), self.backbone.max_length) for ids in self.backbone.token_ids(prompts, texts)]
+        return [len(ids) for ids in self.backbone.token_ids(prompts, texts)]
+
+    @property
+    def max_input_length(self) -> int | None:
+        return self.backbone.max_length
 
     def data_collator(self, seed: int = 0):
         """Pairs as chosen-then-rejected batches for `RewardTrainer`; families that pack prompts

@@ -175,10 +175,35 @@ class RewardModel(nn.Module, ABC):
         check_positive_int(f"{type(self).__name__}.batch_size", self.batch_size)
         check_positive_int(f"{type(self).__name__}.max_tokens", getattr(self, "max_tokens", None), allow_none=True)
 
-    def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
-        """Sizes per input for token-budget batching: characters for a family without a tokenizer
-        (`BackboneRewardModel` counts tokens)."""
+    # What `input_lengths` counts: "characters" for a family without a tokenizer, "tokens" for one
+    # that reads a backbone.
+    length_unit: ClassVar[str] = "characters"
+
+    def input_lengths(self, prompts: Sequence, responses: Sequence) -> list[int]:
+        """The size of each input as the model reads it, uncapped (so an input over `max_input_length`
+        shows as longer than it): characters of the prompt and response for a family without a
+        tokenizer (`BackboneRewardModel` counts tokens)."""
         return [total_length(p) + total_length(r) for p, r in zip(prompts, responses)]
+
+    @property
+    def max_input_length(self) -> int | None:
+        """The most `input_lengths` units the model reads of one input before cutting it (None: no
+        limit). Longer inputs are cut from the left with a warning, so a caller that must not lose
+        text (a server) rejects them instead."""
+        return None
+
+    @property
+    def scores_independently(self) -> bool:
+        """Whether an input's reward is the same whatever else is in the `score` call, so that inputs
+        of several calls may be scored together. Not so under a normaliser that uses the call's own
+        rewards (`BatchStandardize`) or updates running statistics."""
+        return self.normalizer is None or self.normalizer.per_input
+
+    def _token_lengths(self, prompts: Sequence[str], responses: Sequence) -> list[int]:
+        """Sizes per input for token-budget batching: `input_lengths`, capped at `max_input_length`."""
+        limit = self.max_input_length
+        lengths = self.input_lengths(prompts, responses)
+        return lengths if limit is None else [min(n, limit) for n in lengths]
 
     def _batches(self, prompts: Sequence[str], responses: Sequence, batch_size: int | None,
                  max_tokens: int | None) -> list[list[int]]:
@@ -230,12 +255,8 @@ class RewardModel(nn.Module, ABC):
         `references`) and `call_options` (applied to the whole output, e.g. a multi-objective
         model's `weights`); any other keyword is a TypeError.
         """
-        columns, options = self._split_keywords(keywords)
         self._check_batching(batch_size, max_tokens)
-        validate_inputs(prompts, responses, self.accepts_steps)
-        self._check_inputs(prompts, responses)
-        options = self._check_options(**options)
-        columns = self._check_columns(columns, len(prompts))
+        columns, options = self.check_call(prompts, responses, **keywords)
         if not self.reads_conversations:
             prompts, responses = [as_plain(p) for p in prompts], [as_plain(r) for r in responses]
         was_training = self.training
@@ -246,6 +267,17 @@ class RewardModel(nn.Module, ABC):
         finally:
             self.train(was_training)
         return self._normalize_output(self._finish(out, **options), normalize)
+
+    def check_call(self, prompts: Sequence, responses: Sequence, **keywords) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every check `score` makes on its inputs and keywords, without scoring: ValueError naming the
+        index (or TypeError naming the keyword) for what `score` would refuse. Returns the checked
+        (columns, options). A caller that scores many requests together (a server) checks each
+        request with it first, so that one bad request cannot fail the others."""
+        columns, options = self._split_keywords(keywords)
+        validate_inputs(prompts, responses, self.accepts_steps)
+        self._check_inputs(prompts, responses)
+        options = self._check_options(**options)
+        return self._check_columns(columns, len(prompts)), options
 
     def score_candidates(self, prompt: str, responses: Sequence, **keywords) -> RewardOutput:
         """Score c candidate responses to one prompt (best-of-N): `score([prompt] * c, responses,

@@ -136,6 +136,9 @@ class Normalizer(ABC):
     """Maps the rewards 'b' of one `score` call to normalised rewards 'b'."""
 
     kind: ClassVar[str]
+    # Whether each reward is normalised on its own (fixed statistics, clipping), so the result does
+    # not depend on what else is in the call or on earlier calls.
+    per_input: ClassVar[bool] = True
 
     @abstractmethod
     def transform(self, rewards: Tensor) -> tuple[Tensor, Tensor | float]:
@@ -178,6 +181,7 @@ class BatchStandardize(Normalizer):
     """
 
     kind = "batch"
+    per_input = False
 
     def __init__(self, eps: float = 1e-8):
         self.eps = _check_number("BatchStandardize.eps", eps, minimum=0.0, strict=True)
@@ -259,6 +263,10 @@ class RunningStandardize(Normalizer):
 
     kind = "running"
 
+    @property
+    def per_input(self) -> bool:
+        return not self.update  # updating statistics make a reward depend on every earlier call
+
     def __init__(self, stats: RunningMeanStd | Mapping | None = None, update: bool = True, eps: float = 1e-8):
         if isinstance(stats, Mapping):
             stats = RunningMeanStd(**stats)
@@ -279,6 +287,10 @@ class Chain(Normalizer):
     """Normalisers applied in order, e.g. `Chain([FixedStandardize(...), Clip(-5, 5)])`."""
 
     kind = "chain"
+
+    @property
+    def per_input(self) -> bool:
+        return all(step.per_input for step in self.steps)
 
     def __init__(self, steps: Sequence[Normalizer | Mapping]):
         if not steps:

@@ -98,6 +98,24 @@ class HybridRewardModel(RewardModel):
     def data_collator(self, seed: int = 0):
         raise ValueError("a hybrid model is not trained itself: train its inner model, then wrap it")
 
+    @property
+    def scores_independently(self) -> bool:
+        """Only with per-input normalisers of its parts (the default `BatchStandardize` uses the call's
+        own rewards; `fit_normalizers` makes them fixed)."""
+        return (super().scores_independently and self.rule_normalizer.per_input
+                and self.model_normalizer.per_input)
+
+    def input_lengths(self, prompts: Sequence, responses: Sequence) -> list[int]:
+        return self.model.input_lengths(prompts, responses)
+
+    @property
+    def max_input_length(self) -> int | None:
+        return self.model.max_input_length
+
+    @property
+    def length_unit(self) -> str:
+        return self.model.length_unit
+
     def fit_normalizers(self, prompts: Sequence[str], responses: Sequence[str],
                         references: Sequence | None = None) -> "HybridRewardModel":
         """Standardise both parts with statistics measured on this reference set (`FixedStandardize`)."""

@@ -1,0 +1,259 @@
+"""Dynamic batching: requests that arrive together share one `score` call.
+
+Each request becomes a `Job` in a FIFO queue. One loop on the event loop takes the oldest job,
+waits up to `max_wait_ms` from its arrival for others that can share its call (same per-input
+columns and call options, and a model whose rewards do not depend on the rest of the call), adds
+them in arrival order while the batch stays within `max_batch_tokens`, and hands the batch to a
+single worker thread, so the event loop stays free for /health and for new requests while the
+model runs. Jobs that arrive during a call are the next batch. Each job's slice of the output goes
+back to its caller, in its own order.
+
+The queue is bounded by inputs (`max_queue_items`): a request that would overflow it is refused
+(`QueueFull`), so memory stays bounded under any load. A job whose caller has gone is removed from
+the queue, or, if its call has started, its result is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+from nexus.outputs import RewardOutput
+
+log = logging.getLogger("nexus.serve")
+
+# (prompts, responses, columns, options) -> the output of one `score` call.
+ScoreFn = Callable[[list, list, dict, dict], RewardOutput]
+
+
+class QueueFull(Exception):
+    """The queue already holds `max_queue_items` inputs; retry later."""
+
+
+class CallerGone(Exception):
+    """The client disconnected before its result was ready."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's inputs and how to score them.
+
+    Attributes:
+        prompts, responses: the inputs, in the request's order.
+        sizes: each input's length (`RewardModel.input_lengths`), for the token budget.
+        columns: the family's per-input columns given with the request (one entry per input).
+        options: keywords for the whole call (call options, `normalize`).
+        group: jobs with equal groups may share a `score` call; None: scored alone.
+        finish: turns the job's slice of the output into its result (run on the worker thread);
+            None: the slice itself.
+        call: when set, the job is this call instead (scored alone), e.g. a judge's `compare`.
+    """
+
+    prompts: list
+    responses: list
+    sizes: list[int]
+    columns: dict[str, list] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    group: Hashable | None = None
+    finish: Callable[[RewardOutput], Any] | None = None
+    call: Callable[[], Any] | None = None
+    future: asyncio.Future | None = None
+    arrival: float = 0.0
+    state: str = "new"  # new -> queued -> running -> done, or cancelled
+
+    @property
+    def items(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.sizes)
+
+
+class Batcher:
+    """The queue, the batching loop and the model's worker thread (see the module docstring)."""
+
+    def __init__(self, score: ScoreFn, *, batching: bool = True, max_batch_tokens: int = 16384,
+                 max_wait_ms: float = 5.0, max_queue_items: int = 4096):
+        self.score = score
+        self.batching = batching
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_queue_items = max_queue_items
+        self.queue: deque[Job] = deque()
+        self.queued_items = 0
+        self.running_items = 0
+        self.counts = {"accepted": 0, "completed": 0, "failed": 0, "cancelled": 0, "rejected": 0,
+                       "batches": 0, "batched_jobs": 0}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexus-score")
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    # -- lifecycle (on the event loop) --------------------------------------------------------
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="nexus-batcher")
+
+    async def close(self) -> None:
+        """Stop the loop (jobs still queued fail) and the worker thread, after its current call."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        while self.queue:
+            job = self.queue.popleft()
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the server is shutting down"))
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    def stats(self) -> dict[str, int]:
+        return {**self.counts, "queued_items": self.queued_items, "running_items": self.running_items,
+                "queued_jobs": len(self.queue)}
+
+    # -- callers ------------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> Job:
+        """Queue `job`, or raise QueueFull if its inputs do not fit (a job alone always fits an
+        empty queue, so a request no larger than the limits is never refused forever)."""
+        if self.queued_items and self.queued_items + job.items > self.max_queue_items:
+            self.counts["rejected"] += 1
+            raise QueueFull(f"{self.queued_items} inputs are queued; the limit is {self.max_queue_items}")
+        job.future = asyncio.get_running_loop().create_future()
+        job.arrival, job.state = time.monotonic(), "queued"
+        self.queue.append(job)
+        self.queued_items += job.items
+        self.counts["accepted"] += 1
+        self._wake.set()
+        return job
+
+    async def result(self, job: Job, gone: asyncio.Future | None = None) -> Any:
+        """The job's result, or CallerGone (and the job cancelled) if `gone` completes first."""
+        try:
+            waiters = {job.future} if gone is None else {job.future, gone}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            self.cancel(job)
+            raise
+        if job.future.done():
+            return job.future.result()
+        self.cancel(job)
+        raise CallerGone()
+
+    def cancel(self, job: Job) -> None:
+        """Drop a job whose caller has gone: out of the queue, or its result discarded if running."""
+        if job.state == "queued":
+            self.queue.remove(job)
+            self.queued_items -= job.items
+        elif job.state != "running":
+            return
+        job.state = "cancelled"
+        self.counts["cancelled"] += 1
+        if not job.future.done():
+            job.future.cancel()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _select(self, first: Job) -> tuple[list[Job], bool]:
+        """The jobs to score with `first` (same group, arrival order, within the token budget) and
+        whether the batch is full."""
+        if not self.batching or first.group is None:
+            return [first], True
+        batch, tokens = [first], first.tokens
+        for job in list(self.queue)[1:]:
+            if job.group != first.group:
+                continue
+            if tokens + job.tokens > self.max_batch_tokens:
+                return batch, True
+            batch.append(job)
+            tokens += job.tokens
+        return batch, tokens >= self.max_batch_tokens
+
+    async def _loop(self) -> None:
+        while True:
+            if not self.queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            first = self.queue[0]
+            batch, full = self._select(first)
+            delay = first.arrival + self.max_wait - time.monotonic()
+            if not full and delay > 0:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                continue  # select again: more may have come, or `first` may have gone
+            for job in batch:
+                self.queue.remove(job)
+                job.state = "running"
+            items = sum(job.items for job in batch)
+            self.queued_items -= items
+            self.running_items += items
+            self.counts["batches"] += 1
+            self.counts["batched_jobs"] += len(batch)
+            try:
+                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+            except Exception as err:  # a fault in the batching itself: fail these jobs, keep serving
+                log.exception("scoring a batch of %d requests failed", len(batch))
+                results = [(False, err)] * len(batch)
+            finally:
+                self.running_items -= items
+            for job, (ok, value) in zip(batch, results):
+                self._deliver(job, ok, value)
+
+    def _deliver(self, job: Job, ok: bool, value: Any) -> None:
+        if job.state == "cancelled":
+            return
+        job.state = "done"
+        self.counts["completed" if ok else "failed"] += 1
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+    # -- the worker thread ----------------------------------------------------------------------
+
+    def _run(self, batch: list[Job]) -> list[tuple[bool, Any]]:
+        """(ok, result or exception) per job. A failed shared call is retried job by job, so that
+        a request the model cannot score fails alone."""
+        live = [job for job in batch if job.state != "cancelled"]
+        if len(live) <= 1:
+            return [self._run_alone(job) if job in live else (False, CallerGone()) for job in batch]
+        first = live[0]
+        try:
+            out = self.score([p for job in live for p in job.prompts], [r for job in live for r in job.responses],
+                             {name: [v for job in live for v in job.columns[name]] for name in first.columns},
+                             first.options)
+        except Exception:
+            return [self._run_alone(job) for job in batch]
+        results, start = {}, 0
+        for job in live:
+            results[id(job)] = self._finish(job, out.select(slice(start, start + job.items)))
+            start += job.items
+        return [results.get(id(job), (False, CallerGone())) for job in batch]
+
+    def _run_alone(self, job: Job) -> tuple[bool, Any]:
+        if job.state == "cancelled":
+            return False, CallerGone()
+        try:
+            if job.call is not None:
+                return True, job.call()
+            return self._finish(job, self.score(job.prompts, job.responses, job.columns, job.options))
+        except Exception as err:
+            return False, err
+
+    @staticmethod
+    def _finish(job: Job, out: RewardOutput) -> tuple[bool, Any]:
+        try:
+            return True, out if job.finish is None else job.finish(out)
+        except Exception as err:
+            return False, err
