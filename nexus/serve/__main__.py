@@ -9,6 +9,7 @@ A checkpoint that fails to load stops the server with exit status 1.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import hydra
@@ -30,6 +31,9 @@ def main(cfg: DictConfig) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=str(cfg.log_level),
                                            timeout_graceful_shutdown=config.graceful_timeout_s or None))
     app.state.server.on_failure = lambda: setattr(server, "should_exit", True)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler that
+    # was there before it; this one makes that a clean exit (status 0), as process managers expect.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run()
     if app.state.server.status == "failed":
         sys.exit(1)

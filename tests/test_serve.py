@@ -1,0 +1,431 @@
+"""The reward server over real HTTP on loopback: uvicorn serving `create_app` in a thread (or
+`python -m nexus.serve` in a subprocess), called with httpx and requests as RL trainers call it."""
+
+from __future__ import annotations
+
+import asyncio
+import ast
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from nexus.backbones import load_backbone  # noqa: E402
+from nexus.models.ensemble import EnsembleRewardModel  # noqa: E402
+from nexus.models.rules import RulesRewardModel  # noqa: E402
+from nexus.models.scalar import ScalarRewardModel  # noqa: E402
+from nexus.normalize import BatchStandardize  # noqa: E402
+from nexus.serve import ServeConfig, create_app  # noqa: E402
+
+PROMPTS = ["1 + 2", "3 + 4 - 5", "", "a prompt with unicode: é ✓", "9 - 1"]
+RESPONSES = [" = 3", " = 2\nso the answer is 2", "hé", " ok", " = 8" * 20]
+
+
+def scalar_rm(seed: int = 0) -> ScalarRewardModel:
+    torch.manual_seed(seed)
+    return ScalarRewardModel(load_backbone("tiny-gpt2"), head_hidden=16, dropout=0.0).eval()
+
+
+@contextmanager
+def serving(app, timeout: float = 60.0):
+    """uvicorn serving `app` on a free loopback port in a thread; yields (base url, the app's Server)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    while httpx.get(f"{url}/health").status_code != 200:
+        assert time.monotonic() < deadline, "the model never became ready"
+        time.sleep(0.05)
+    try:
+        yield url, app.state.server
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+
+
+@contextmanager
+def worker_paused(server):
+    """Hold the model's worker thread, so requests queue behind it (released on exit)."""
+    gate = threading.Event()
+    server.batcher._executor.submit(gate.wait)
+    try:
+        yield gate
+    finally:
+        gate.set()
+
+
+def wait_until(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def openrlhf_body(prompts, responses, labels=None):
+    body = {"query": [p + r for p, r in zip(prompts, responses)], "prompts": list(prompts)}
+    if labels is not None:
+        body["labels"] = labels
+    return body
+
+
+def test_openrlhf_client_gets_exactly_its_response_shape_and_the_rewards_of_score():
+    requests = pytest.importorskip("requests")
+    rm = scalar_rm()
+    expected = rm.score(PROMPTS, RESPONSES).rewards
+    with serving(create_app(model=rm)) as (url, _):
+        # What OpenRLHF's remote reward function sends: requests.post(url, json=..., headers=...).
+        data = openrlhf_body(PROMPTS, RESPONSES, labels=["3", "2", "", "", "8"])
+        response = requests.post(f"{url}/get_reward", json=data, headers={"Content-Type": "application/json"},
+                                 timeout=60)
+        assert response.status_code == 200
+        payload = response.json()
+    assert set(payload) == {"rewards", "scores", "extra_logs"}
+    assert torch.allclose(torch.tensor(payload["rewards"]), expected, atol=1e-5)
+    assert payload["scores"] == payload["rewards"]  # no normaliser: the raw rewards are the rewards
+    assert payload["extra_logs"] == {}
+
+
+def test_concurrent_requests_are_coalesced_and_each_gets_its_own_rewards_in_order():
+    rm = scalar_rm()
+    requests_ = []
+    for i in range(48):  # requests of 1 to 4 inputs, prompts shared across requests
+        n = 1 + i % 4
+        prompts = [PROMPTS[(i + j) % len(PROMPTS)] for j in range(n)]
+        responses = [f" = {i * 7 + j}" + " and more" * (j + i % 3) for j in range(n)]
+        requests_.append((prompts, responses))
+    expected = [rm.score(p, r).rewards for p, r in requests_]
+
+    async def fire(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(*(client.post("/get_reward", json=openrlhf_body(p, r)) for p, r in requests_))
+
+    with serving(create_app(model=rm, config=ServeConfig(max_wait_ms=20))) as (url, server):
+        responses = asyncio.run(fire(url))
+        stats = server.batcher.stats()
+    for response, want in zip(responses, expected):
+        assert response.status_code == 200
+        assert torch.allclose(torch.tensor(response.json()["rewards"]), want, atol=1e-5)
+    assert stats["completed"] >= 48 and stats["batches"] < stats["accepted"]  # requests shared calls
+
+
+def test_score_and_compare_endpoints_mirror_the_python_interface_with_conversations():
+    rm = scalar_rm()
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2 + 2?"}]
+    prompts, responses = [*PROMPTS, conversation], [*RESPONSES, [{"role": "assistant", "content": "4"}]]
+    b = [r + " (other)" if isinstance(r, str) else [{"role": "assistant", "content": "5"}] for r in responses]
+    with serving(create_app(model=rm)) as (url, _):
+        scored = httpx.post(f"{url}/score", json={"prompts": prompts, "responses": responses}).json()
+        compared = httpx.post(f"{url}/compare", json={"prompts": prompts, "responses_a": responses,
+                                                      "responses_b": b}).json()
+    assert torch.allclose(torch.tensor(scored["rewards"]), rm.score(prompts, responses).rewards, atol=1e-5)
+    assert scored["uncertainty"] is None and scored["step_rewards"] is None
+    assert torch.allclose(torch.tensor(compared["probabilities"]), rm.compare(prompts, responses, b), atol=1e-5)
+
+
+def test_extra_logs_carry_an_ensembles_uncertainty_and_member_means():
+    torch.manual_seed(0)
+    rm = EnsembleRewardModel(load_backbone("tiny-gpt2"), n_members=3, head_hidden=16).eval()
+    out = rm.score(PROMPTS, RESPONSES)
+    with serving(create_app(model=rm)) as (url, _):
+        logs = httpx.post(f"{url}/get_reward", json=openrlhf_body(PROMPTS, RESPONSES)).json()["extra_logs"]
+    assert torch.allclose(torch.tensor(logs["uncertainty"]), out.uncertainty, atol=1e-5)
+    for j in range(3):
+        assert torch.allclose(torch.tensor(logs[f"member_means/{j}"]), out.extras["member_means"][:, j], atol=1e-5)
+    assert all(len(values) == len(PROMPTS) for values in logs.values())  # one number per query
+
+
+def test_labels_reach_a_rules_model_as_references():
+    rm = RulesRewardModel(["math_correct"])
+    prompts, responses, labels = ["1 + 2", "2 + 2"], [" = 3", " = 5"], ["3", "4"]
+    with serving(create_app(model=rm)) as (url, _):
+        payload = httpx.post(f"{url}/get_reward", json=openrlhf_body(prompts, responses, labels)).json()
+    expected = rm.score(prompts, responses, references=labels).rewards
+    assert payload["rewards"] == expected.tolist() and payload["rewards"][0] > payload["rewards"][1]
+
+
+def test_a_per_call_normaliser_is_never_shared_between_requests():
+    """Under BatchStandardize a reward depends on the rest of its call, so each request is its own call."""
+    rm = scalar_rm().set_normalizer(BatchStandardize())
+    assert not rm.scores_independently
+    groups = [(PROMPTS[:3], RESPONSES[:3]), (PROMPTS[2:], RESPONSES[2:])]
+
+    async def fire(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(*(client.post("/get_reward", json=openrlhf_body(p, r)) for p, r in groups))
+
+    with serving(create_app(model=rm, config=ServeConfig(max_wait_ms=50))) as (url, server):
+        first, second = asyncio.run(fire(url))
+        assert server.batcher.stats()["batches"] == server.batcher.stats()["accepted"]
+    for response, (p, r) in zip((first, second), groups):
+        payload = response.json()
+        assert torch.allclose(torch.tensor(payload["rewards"]), rm.score(p, r).rewards, atol=1e-5)
+        assert abs(sum(payload["rewards"])) < 1e-4  # standardised within the request
+        assert torch.allclose(torch.tensor(payload["scores"]), rm.score(p, r, normalize=False).rewards, atol=1e-5)
+
+
+@pytest.mark.parametrize("body, field", [
+    (b"{not json", "line 1 column 2"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"prompts": ["a"]}', "'query' is required"),
+    (b'{"query": "a b", "prompts": ["a"]}', "'query' must be an array, got a string"),
+    (b'{"query": ["a b", 7], "prompts": ["a", "b"]}', "query[1] must be a string, got a number"),
+    (b'{"query": ["a b"], "prompts": ["a", "b"]}', "'prompts' has 2 items but 'query' has 1"),
+    (b'{"query": ["a b", "c d"], "prompts": ["a", "x"]}', "query[1] does not start with prompts[1]"),
+    (b'{"query": [], "prompts": []}', "'query' is empty"),
+    (b'{"query": ["a\\ud800"], "prompts": ["a"]}', "lone surrogate"),
+])
+def test_bad_get_reward_bodies_get_422_naming_the_field(body, field):
+    with serving(create_app(model=scalar_rm())) as (url, server):
+        response = httpx.post(f"{url}/get_reward", content=body)
+        assert response.status_code == 422 and field in response.json()["detail"]
+        assert httpx.get(f"{url}/health").status_code == 200  # still serving
+
+
+def test_limits_return_413_and_422_naming_index_and_limit():
+    rm = scalar_rm()
+    config = ServeConfig(max_body_bytes=4000, max_items_per_request=4, max_tokens_per_item=64)
+    with serving(create_app(model=rm, config=config)) as (url, _):
+        big = httpx.post(f"{url}/score", json={"prompts": ["p"], "responses": ["x" * 5000]})
+        assert big.status_code == 413 and "4000" in big.json()["detail"]
+
+        def chunks():  # no Content-Length: refused while streaming
+            for _ in range(10):
+                yield b" " * 1000
+        streamed = httpx.post(f"{url}/score", content=chunks())
+        assert streamed.status_code == 413
+
+        many = httpx.post(f"{url}/score", json={"prompts": ["p"] * 5, "responses": ["r"] * 5})
+        assert many.status_code == 422 and "5 items; the limit is 4" in many.json()["detail"]
+
+        long = httpx.post(f"{url}/get_reward", json=openrlhf_body(["p", "p"], [" short", " long" * 40]))
+        detail = long.json()["detail"]
+        assert long.status_code == 422 and "query[1]" in detail and "limit is 64 tokens" in detail
+
+        unknown = httpx.post(f"{url}/score", json={"prompts": ["p"], "responses": ["r"], "temperature": 2})
+        assert unknown.status_code == 422 and "temperature" in unknown.json()["detail"]
+
+
+def test_api_key_is_required_except_for_health():
+    with serving(create_app(model=scalar_rm(), config=ServeConfig(api_key="s3cret"))) as (url, _):
+        body = openrlhf_body(["1 + 2"], [" = 3"])
+        assert httpx.post(f"{url}/get_reward", json=body).status_code == 401
+        assert httpx.post(f"{url}/get_reward", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.get(f"{url}/info").status_code == 401
+        assert httpx.post(f"{url}/get_reward", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.post(f"{url}/get_reward", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert httpx.get(f"{url}/health").status_code == 200
+        info = httpx.get(f"{url}/info", headers={"X-API-Key": "s3cret"}).json()
+    assert info["limits"]["api_key"] is True and "s3cret" not in str(info)
+    assert info["model_type"] == "scalar" and info["backbone"] == "tiny-gpt2" and info["dtype"] == "float32"
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_health_stays_responsive():
+    config = ServeConfig(max_queue_items=4, retry_after_s=3)
+    body = openrlhf_body(["1 + 2", "3 + 4"], [" = 3", " = 7"])
+
+    async def scenario(url, server, gate):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            first = asyncio.ensure_future(client.post("/get_reward", json=body))
+            await asyncio.to_thread(wait_until, lambda: server.batcher.running_items == 2)
+            queued = [asyncio.ensure_future(client.post("/get_reward", json=body)) for _ in range(2)]
+            await asyncio.to_thread(wait_until, lambda: server.batcher.queued_items == 4)
+            refused = await client.post("/get_reward", json=body)
+            started = time.monotonic()
+            health = await client.get("/health")
+            health_seconds = time.monotonic() - started
+            gate.set()  # let the model run: the held requests finish
+            return await first, await asyncio.gather(*queued), refused, health, health_seconds
+
+    with serving(create_app(model=scalar_rm(), config=config)) as (url, server):
+        with worker_paused(server) as gate:
+            first, queued, refused, health, health_seconds = asyncio.run(scenario(url, server, gate))
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
+    assert "4 inputs are queued" in refused.json()["detail"]
+    assert health.status_code == 200 and health.json()["queued_items"] == 4 and health_seconds < 1.0
+    assert first.status_code == 200 and all(q.status_code == 200 for q in queued)
+
+
+def test_a_client_that_disconnects_leaves_no_queued_work():
+    with serving(create_app(model=scalar_rm())) as (url, server):
+        with worker_paused(server):
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{url}/get_reward", json=openrlhf_body(["1 + 2"], [" = 3"]), timeout=0.5)
+            wait_until(lambda: server.batcher.stats()["cancelled"] == 1)
+            stats = server.batcher.stats()
+        assert stats["queued_items"] == 0 and stats["queued_jobs"] == 0
+        response = httpx.post(f"{url}/get_reward", json=openrlhf_body(["1 + 2"], [" = 3"]))
+        assert response.status_code == 200
+        assert server.batcher.stats()["completed"] == stats["completed"] + 1
+
+
+class RefusesBoom(ScalarRewardModel):
+    """A scalar RM that cannot score the response "boom" (a stand-in for any input a model fails on)."""
+
+    def _score_inputs(self, prompts, responses, columns, **kwargs):
+        if "boom" in responses:
+            raise ValueError(f"responses[{list(responses).index('boom')}] is 'boom': cannot score it")
+        return super()._score_inputs(prompts, responses, columns, **kwargs)
+
+
+def test_a_request_the_model_fails_on_fails_alone():
+    torch.manual_seed(0)
+    rm = RefusesBoom(load_backbone("tiny-gpt2"), head_hidden=16, dropout=0.0).eval()
+    groups = [(["1 + 2"], [" = 3"]), (["1 + 2"], ["boom"]), (["2 + 2"], [" = 4"])]
+
+    async def fire(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(*(client.post("/get_reward", json=openrlhf_body(p, r)) for p, r in groups))
+
+    with serving(create_app(model=rm, config=ServeConfig(max_wait_ms=100))) as (url, server):
+        good, bad, other = asyncio.run(fire(url))
+        assert httpx.get(f"{url}/health").status_code == 200
+    assert bad.status_code == 422 and "'boom'" in bad.json()["detail"]
+    for response, (p, r) in ((good, groups[0]), (other, groups[2])):
+        assert response.status_code == 200
+        assert torch.allclose(torch.tensor(response.json()["rewards"]), rm.score(p, r).rewards, atol=1e-5)
+
+
+def test_memory_stays_flat_over_1000_sequential_requests():
+    """Resident memory after 1,000 more requests is within 32 MiB of what it was after a warm-up of
+    200 (a leak of one response per request, about 1 KiB each plus the inputs, would not be)."""
+    psutil = pytest.importorskip("psutil")
+    process = psutil.Process()
+    body = openrlhf_body(["What is 12 + 30?"] * 4, [" = 42", " = 41", " It is 42.", " I think 43"])
+    with serving(create_app(model=scalar_rm())) as (url, server):
+        with httpx.Client(base_url=url) as client:
+            for _ in range(200):
+                assert client.post("/get_reward", json=body).status_code == 200
+            before = process.memory_info().rss
+            for _ in range(1000):
+                assert client.post("/get_reward", json=body).status_code == 200
+            after = process.memory_info().rss
+        assert server.batcher.stats()["completed"] == 1200
+    assert after - before < 32 * 2**20, f"resident memory grew by {(after - before) / 2**20:.1f} MiB"
+
+
+def test_serve_config_refuses_bad_settings():
+    with pytest.raises(ValueError, match="max_queue_items"):
+        ServeConfig(max_queue_items=0)
+    with pytest.raises(ValueError, match="max_wait_ms"):
+        ServeConfig(max_wait_ms=-1)
+    with pytest.raises(ValueError, match="api_key"):
+        ServeConfig(api_key="")
+
+
+def test_the_hydra_config_sets_every_serve_setting():
+    from dataclasses import fields
+
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "nexus" / "serve" / "conf" / "serve.yaml")
+    assert {f.name for f in fields(ServeConfig)} <= set(conf)
+
+
+# -- the command line, in a subprocess ---------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_cli(tmp_path, checkpoint, *args) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "nexus.serve", f"checkpoint={checkpoint}", f"port={port}",
+                                f"hydra.run.dir={tmp_path}/run", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def test_sigterm_under_load_finishes_every_accepted_request_and_exits_0(tmp_path):
+    rm = scalar_rm()
+    checkpoint = rm.save_pretrained(tmp_path / "ckpt")
+    process, url = start_cli(tmp_path, checkpoint, "max_wait_ms=2", "max_batch_tokens=4096")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.2)
+        groups = [([f"{i} + {j} = ?" for j in range(16)], [f" {i + j}" + " because" * 30 for j in range(16)])
+                  for i in range(64)]
+
+        async def load():
+            async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+                async def one(p, r):
+                    try:
+                        return await client.post("/get_reward", json=openrlhf_body(p, r))
+                    except httpx.TransportError as err:  # refused or closed before it was read
+                        return err
+                tasks = [asyncio.ensure_future(one(p, r)) for p, r in groups]
+                while not any(t.done() for t in tasks):  # SIGTERM once the first answers arrive
+                    await asyncio.sleep(0.005)
+                process.send_signal(signal.SIGTERM)
+                done = sum(t.done() for t in tasks)
+                return await asyncio.gather(*tasks), done
+
+        results, done_at_signal = asyncio.run(load())
+        assert process.wait(timeout=120) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = process.stdout.read()
+    stats = ast.literal_eval(re.search(r"stopped; requests (\{.*\})", output).group(1))
+    answered = [(r, g) for r, g in zip(results, groups) if isinstance(r, httpx.Response)]
+    assert all(r.status_code == 200 for r, _ in answered), [r.status_code for r, _ in answered]
+    assert stats["accepted"] == stats["completed"] == len(answered)  # every accepted request answered
+    assert len(answered) > done_at_signal  # requests in flight at SIGTERM were finished, not dropped
+    print(f"answered {len(answered)} of {len(groups)}; {done_at_signal} before SIGTERM")
+    for response, (p, r) in answered[:8]:
+        assert torch.allclose(torch.tensor(response.json()["rewards"]), rm.score(p, r).rewards, atol=1e-5)
+
+
+def test_a_checkpoint_that_does_not_load_stops_the_server_with_status_1(tmp_path):
+    process, _ = start_cli(tmp_path, tmp_path / "missing")
+    assert process.wait(timeout=120) == 1
+    assert "could not load" in process.stdout.read()
+
+
+@pytest.mark.slow
+def test_ray_serve_deployment_serves_the_same_rewards(tmp_path):
+    ray = pytest.importorskip("ray")
+    serve = pytest.importorskip("ray.serve")
+    from nexus.serve.ray_deployment import deployment
+
+    rm = scalar_rm()
+    checkpoint = rm.save_pretrained(tmp_path / "ckpt")
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(deployment(str(checkpoint), num_replicas=1), route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, timeout=120)
+        payload = httpx.post(f"{url}/get_reward", json=openrlhf_body(PROMPTS, RESPONSES), timeout=60).json()
+        info = httpx.get(f"{url}/info").json()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    assert torch.allclose(torch.tensor(payload["rewards"]), rm.score(PROMPTS, RESPONSES).rewards, atol=1e-5)
+    assert info["model_type"] == "scalar" and info["checkpoint"] == str(checkpoint)
