@@ -167,9 +167,14 @@ class RewardModel(nn.Module, ABC):
     def _check_inputs(self, prompts: Sequence[str], responses: Sequence) -> None:
         """Family-specific input checks before batching; errors name the input index."""
 
-    def _check_batching(self, batch_size: int | None, max_tokens: int | None = None) -> None:
+    def _check_batching(self, batch_size: int | None, max_tokens: int | None = None,
+                        max_padding: float | None = None) -> None:
         """Raise ValueError naming the option for a batch size or token budget that is not a positive
-        integer: the call's arguments (None: use the model's) and the model's own attributes."""
+        integer, or a padding bound that is not a fraction in [0, 1): the call's arguments (None: use
+        the model's) and the model's own attributes."""
+        if max_padding is not None and (isinstance(max_padding, bool) or not isinstance(max_padding, (int, float))
+                                        or not 0.0 <= max_padding < 1.0):
+            raise ValueError(f"max_padding={max_padding!r}: expected a fraction in [0, 1) or None")
         check_positive_int("batch_size", batch_size, allow_none=True)
         check_positive_int("max_tokens", max_tokens, allow_none=True)
         check_positive_int(f"{type(self).__name__}.batch_size", self.batch_size)
@@ -206,11 +211,12 @@ class RewardModel(nn.Module, ABC):
         return lengths if limit is None else [min(n, limit) for n in lengths]
 
     def _batches(self, prompts: Sequence[str], responses: Sequence, batch_size: int | None,
-                 max_tokens: int | None) -> list[list[int]]:
-        """Input indices per batch: sorted by length, then cut by a token budget or a row count."""
+                 max_tokens: int | None, max_padding: float | None = None) -> list[list[int]]:
+        """Input indices per batch: sorted by length, then cut by a token budget (and a padding
+        bound) or a row count."""
         max_tokens = self.max_tokens if max_tokens is None else max_tokens
         if max_tokens is not None:
-            return token_budget_batches(self._token_lengths(prompts, responses), max_tokens)
+            return token_budget_batches(self._token_lengths(prompts, responses), max_tokens, max_padding)
         size = self.batch_size if batch_size is None else batch_size
         order = sorted(range(len(prompts)), key=lambda i: -(total_length(prompts[i]) + total_length(responses[i])))
         return [order[start:start + size] for start in range(0, len(order), size)]
@@ -233,14 +239,15 @@ class RewardModel(nn.Module, ABC):
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], responses: Sequence, *, batch_size: int | None = None,
-              max_tokens: int | None = None, share_prompts: bool = True, progress: bool = False,
-              normalize: bool = True, **keywords) -> RewardOutput:
+              max_tokens: int | None = None, max_padding: float | None = None, share_prompts: bool = True,
+              progress: bool = False, normalize: bool = True, **keywords) -> RewardOutput:
         """Score (prompt, response) pairs; outputs come back in input order.
 
         Inputs are sorted by length and batched so padding is small: `batch_size` rows per batch,
         or, with `max_tokens` (or the attribute `self.max_tokens`), as many rows as keep
-        rows x longest row <= max_tokens (`token_budget_batches`; `batch_size` is then unused).
-        Batches are padded only to their longest row. With `share_prompts` (default) and a family
+        rows x longest row <= max_tokens (`token_budget_batches`; `batch_size` is then unused),
+        and with `max_padding` (a fraction) no batch more than that fraction padding, which matters
+        for few inputs of mixed lengths. Batches are padded only to their longest row. With `share_prompts` (default) and a family
         that can (`packs_prompts`: the scalar RM on a decoder), inputs that share a prompt, such
         as a pair's chosen and rejected or best-of-N candidates, are packed into one row that
         reads the prompt once (`prompt_groups`, `Backbone.packed_features`; same rewards up to float
@@ -255,7 +262,7 @@ class RewardModel(nn.Module, ABC):
         `references`) and `call_options` (applied to the whole output, e.g. a multi-objective
         model's `weights`); any other keyword is a TypeError.
         """
-        self._check_batching(batch_size, max_tokens)
+        self._check_batching(batch_size, max_tokens, max_padding)
         columns, options = self.check_call(prompts, responses, **keywords)
         if not self.reads_conversations:
             prompts, responses = [as_plain(p) for p in prompts], [as_plain(r) for r in responses]
@@ -263,7 +270,7 @@ class RewardModel(nn.Module, ABC):
         self.eval()
         try:
             out = self._score_inputs(prompts, responses, columns, batch_size=batch_size, max_tokens=max_tokens,
-                                     share_prompts=share_prompts, progress=progress)
+                                     max_padding=max_padding, share_prompts=share_prompts, progress=progress)
         finally:
             self.train(was_training)
         return self._normalize_output(self._finish(out, **options), normalize)
@@ -288,7 +295,7 @@ class RewardModel(nn.Module, ABC):
 
     def _score_inputs(self, prompts: Sequence[str], responses: Sequence, columns: dict[str, Any], *,
                       batch_size: int | None, max_tokens: int | None, share_prompts: bool,
-                      progress: bool) -> RewardOutput:
+                      progress: bool, max_padding: float | None = None) -> RewardOutput:
         """Every input's output, in input order: packed rows for inputs sharing a prompt (where the
         family can and no per-input column is given), length-sorted batches for the rest."""
         packed, alone = [], list(range(len(prompts)))
@@ -296,7 +303,8 @@ class RewardModel(nn.Module, ABC):
         if not given and self._shares_prompts(share_prompts):
             packed, alone = self._packed_batches(prompts, responses, max_tokens)
         single = [[alone[j] for j in idx] for idx in self._batches(
-            [prompts[i] for i in alone], [responses[i] for i in alone], batch_size, max_tokens)] if alone else []
+            [prompts[i] for i in alone], [responses[i] for i in alone], batch_size, max_tokens,
+            max_padding)] if alone else []
         parts = []
         bar = tqdm(total=len(packed) + len(single), desc="score", unit="batch", disable=not progress)
         for chunk in packed:

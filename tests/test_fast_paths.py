@@ -55,6 +55,27 @@ def test_token_budget_batches_cover_every_index_within_the_budget():
         token_budget_batches(lengths, 0)
 
 
+def test_a_padding_bound_keeps_short_rows_out_of_a_long_rows_batch():
+    lengths = [100, 90, 20, 20, 18, 10]
+    assert token_budget_batches(lengths, max_tokens=1000) == [[0, 1, 2, 3, 4, 5]]  # 60% padding
+    batches = token_budget_batches(lengths, max_tokens=1000, max_padding=0.25)
+    assert batches == [[0, 1], [2, 3, 4, 5]]
+    for batch in batches:
+        padded = len(batch) * lengths[batch[0]]
+        assert padded - sum(lengths[i] for i in batch) <= 0.25 * padded
+    with pytest.raises(ValueError, match="max_padding"):
+        token_budget_batches(lengths, 1000, max_padding=1.0)
+
+
+def test_score_with_a_padding_bound_gives_the_same_rewards(mixed_inputs):
+    rm = scalar("tiny-gpt2")
+    prompts, responses = mixed_inputs
+    bounded = rm.score(prompts, responses, max_tokens=4096, max_padding=0.1, share_prompts=False).rewards
+    assert torch.allclose(bounded, rm.score(prompts, responses, batch_size=1).rewards, atol=1e-5)
+    with pytest.raises(ValueError, match="max_padding"):
+        rm.score(prompts, responses, max_padding=-0.5)
+
+
 def test_score_with_a_token_budget_matches_fixed_batches_and_respects_it(mixed_inputs):
     rm = scalar("tiny-gpt2")
     prompts, responses = mixed_inputs

@@ -129,14 +129,14 @@ class HybridRewardModel(RewardModel):
 
     def _score_inputs(self, prompts: Sequence[str], responses: Sequence, columns: dict, *,
                       batch_size: int | None, max_tokens: int | None, share_prompts: bool,
-                      progress: bool) -> RewardOutput:
+                      progress: bool, max_padding: float | None = None) -> RewardOutput:
         """Rewards 'b' = alpha * N_rule(rule) + beta * N_model(model), in input order, from the parts'
         own `score` (references go to the rules part, the batching options to the model part)."""
         rule_out = self.rules.score(prompts, responses, references=columns.get("references"), progress=progress,
                                     normalize=False)
         model_out = self.model.score(prompts, responses, batch_size=batch_size or self.batch_size,
-                                     max_tokens=max_tokens, share_prompts=share_prompts, progress=progress,
-                                     normalize=False)
+                                     max_tokens=max_tokens, max_padding=max_padding, share_prompts=share_prompts,
+                                     progress=progress, normalize=False)
         rule_part, model_part = self.rule_normalizer.apply(rule_out), self.model_normalizer.apply(model_out)
         rewards = self.alpha * rule_part.rewards.float() + self.beta * model_part.rewards.float()
         uncertainty = None if model_part.uncertainty is None else self.beta * model_part.uncertainty.float()

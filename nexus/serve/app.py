@@ -20,12 +20,12 @@ import asyncio
 import hmac
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 import nexus
 from nexus.base import RewardModel
@@ -53,6 +53,9 @@ class Server:
         self.status, self.error = "loading", None
         self.ready = asyncio.Event()
         self.on_failure: Callable[[], None] | None = None  # e.g. tell uvicorn to exit
+        # Request checks tokenize; a few threads do it beside the model's, so that a burst of
+        # requests neither blocks the event loop nor starts a thread (and a malloc arena) per request.
+        self._checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nexus-check")
 
     async def start(self) -> None:
         """Load and warm up the model in a thread, then start batching."""
@@ -81,6 +84,7 @@ class Server:
         return rm
 
     async def stop(self) -> None:
+        self._checks.shutdown(wait=False, cancel_futures=True)
         if self.batcher is not None:
             await self.batcher.close()
             log.info("nexus.serve: stopped; requests %s", self.batcher.stats())
@@ -88,7 +92,8 @@ class Server:
     # -- what every scoring endpoint shares ------------------------------------------------
 
     def _score(self, prompts: list, responses: list, columns: dict, options: dict):
-        return self.rm.score(prompts, responses, **columns, **options)
+        return self.rm.score(prompts, responses, max_tokens=self.config.forward_max_tokens,
+                             max_padding=self.config.max_padding, **columns, **options)
 
     @property
     def item_limit(self) -> int | None:
@@ -102,9 +107,27 @@ class Server:
             return None
         return json.dumps([sorted(columns), options], sort_keys=True, default=repr)
 
-    def checked(self, prompts: list, responses: list, names: list[str], keywords: dict) -> tuple[dict, dict, list]:
-        """(columns, options, sizes) after every check `score` makes and the size limit; runs in
-        the thread pool since it tokenizes."""
+    async def checked(self, prompts: list, responses: list, names: list[str], keywords: dict) -> tuple[dict, dict, list]:
+        """(columns, options, sizes) after every check `score` makes and the size limit. A request
+        that cannot fit the queue is refused first (503), before the work of checking it."""
+        self.make_room(len(prompts))
+        self.batcher.arriving += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._checks, self._check, prompts, responses, names, keywords)
+        finally:
+            self.batcher.arriving -= 1
+
+    def make_room(self, items: int) -> None:
+        try:
+            self.batcher.check_room(items)
+        except QueueFull as err:
+            raise RequestError(503, f"server busy: {err}; retry later",
+                               {"Retry-After": str(self.config.retry_after_s)}) from None
+
+    def _check(self, prompts: list, responses: list, names: list[str], keywords: dict) -> tuple[dict, dict, list]:
+        """`checked` on a check thread (it tokenizes: the model's tokenizer is only read, never
+        reconfigured, by nexus, so this may run beside the model's thread)."""
         try:
             columns, options = self.rm.check_call(prompts, responses, **keywords)
         except (ValueError, TypeError) as err:
@@ -115,11 +138,8 @@ class Server:
 
     async def run(self, request: Request, job: Job) -> Any:
         """Queue `job` and wait for it; 503 when the queue is full, 499 if the client leaves first."""
-        try:
-            self.batcher.submit(job)
-        except QueueFull as err:
-            raise RequestError(503, f"server busy: {err}; retry later",
-                               {"Retry-After": str(self.config.retry_after_s)}) from None
+        self.make_room(job.items)
+        self.batcher.submit(job)
         gone = asyncio.ensure_future(wait_for_disconnect(request))
         try:
             return await self.batcher.result(job, gone)
@@ -259,7 +279,7 @@ def create_app(checkpoint: str | None = None, config: ServeConfig | None = None,
     async def get_reward(request: Request):
         body = await admitted(request)
         prompts, responses, names, keywords = server.get_reward(body)
-        columns, options, sizes = await run_in_threadpool(server.checked, prompts, responses, names, keywords)
+        columns, options, sizes = await server.checked(prompts, responses, names, keywords)
         job = Job(prompts, responses, sizes, columns, options, group=server.group(columns, options),
                   finish=reward_payload)
         return await server.run(request, job)
@@ -274,7 +294,7 @@ def create_app(checkpoint: str | None = None, config: ServeConfig | None = None,
         if not isinstance(normalize, bool):
             raise RequestError(422, f"field 'normalize' must be true or false, got {normalize!r}")
         names = [f"prompts[{i}]/responses[{i}]" for i in range(len(prompts))]
-        columns, options, sizes = await run_in_threadpool(server.checked, prompts, responses, names,
+        columns, options, sizes = await server.checked(prompts, responses, names,
                                                           keywords_of(body, ("prompts", "responses", "normalize")))
         options = {**options, "normalize": normalize}
         job = Job(prompts, responses, sizes, columns, options, group=server.group(columns, options),
@@ -294,7 +314,7 @@ def create_app(checkpoint: str | None = None, config: ServeConfig | None = None,
         names = [f"prompts[{i}]/responses_a[{i}]" for i in range(n)] + [f"prompts[{i}]/responses_b[{i}]"
                                                                           for i in range(n)]
         doubled = {k: [*v, *v] if k in rm.input_columns and isinstance(v, list) else v for k, v in keywords.items()}
-        columns, options, sizes = await run_in_threadpool(server.checked, [*prompts, *prompts], [*a, *b], names,
+        columns, options, sizes = await server.checked([*prompts, *prompts], [*a, *b], names,
                                                           doubled)
         if type(rm).compare is not RewardModel.compare:  # a family with its own comparison (the judge)
             job = Job([*prompts, *prompts], [*a, *b], sizes,

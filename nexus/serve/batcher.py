@@ -8,6 +8,9 @@ single worker thread, so the event loop stays free for /health and for new reque
 model runs. Jobs that arrive during a call are the next batch. Each job's slice of the output goes
 back to its caller, in its own order.
 
+A lone client does not pay the wait: the oldest job waits only while other requests are being
+checked on their way in, or when the last batch held several jobs (a sign of concurrent callers).
+
 The queue is bounded by inputs (`max_queue_items`): a request that would overflow it is refused
 (`QueueFull`), so memory stays bounded under any load. A job whose caller has gone is removed from
 the queue, or, if its call has started, its result is dropped.
@@ -90,6 +93,11 @@ class Batcher:
         self.running_items = 0
         self.counts = {"accepted": 0, "completed": 0, "failed": 0, "cancelled": 0, "rejected": 0,
                        "batches": 0, "batched_jobs": 0}
+        self.busy_seconds = 0.0  # time the worker spent scoring
+        # Requests admitted but not yet queued (being checked), and how many jobs the last batch
+        # held: the batcher waits for company only when either says that others are coming.
+        self.arriving = 0
+        self._last_batch_jobs = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexus-score")
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -116,16 +124,20 @@ class Batcher:
 
     def stats(self) -> dict[str, int]:
         return {**self.counts, "queued_items": self.queued_items, "running_items": self.running_items,
-                "queued_jobs": len(self.queue)}
+                "queued_jobs": len(self.queue), "busy_seconds": round(self.busy_seconds, 3)}
 
     # -- callers ------------------------------------------------------------------------------
 
-    def submit(self, job: Job) -> Job:
-        """Queue `job`, or raise QueueFull if its inputs do not fit (a job alone always fits an
-        empty queue, so a request no larger than the limits is never refused forever)."""
-        if self.queued_items and self.queued_items + job.items > self.max_queue_items:
+    def check_room(self, items: int) -> None:
+        """QueueFull unless `items` more inputs fit the queue (an empty queue takes any request, so
+        one no larger than the request limits is never refused forever)."""
+        if self.queued_items and self.queued_items + items > self.max_queue_items:
             self.counts["rejected"] += 1
             raise QueueFull(f"{self.queued_items} inputs are queued; the limit is {self.max_queue_items}")
+
+    def submit(self, job: Job) -> Job:
+        """Queue `job`, or raise QueueFull if its inputs do not fit (`check_room`)."""
+        self.check_room(job.items)
         job.future = asyncio.get_running_loop().create_future()
         job.arrival, job.state = time.monotonic(), "queued"
         self.queue.append(job)
@@ -185,7 +197,7 @@ class Batcher:
             first = self.queue[0]
             batch, full = self._select(first)
             delay = first.arrival + self.max_wait - time.monotonic()
-            if not full and delay > 0:
+            if not full and delay > 0 and (self.arriving > 0 or self._last_batch_jobs > 1):
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
@@ -200,6 +212,7 @@ class Batcher:
             self.running_items += items
             self.counts["batches"] += 1
             self.counts["batched_jobs"] += len(batch)
+            self._last_batch_jobs = len(batch)
             try:
                 results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
             except Exception as err:  # a fault in the batching itself: fail these jobs, keep serving
@@ -223,6 +236,13 @@ class Batcher:
     # -- the worker thread ----------------------------------------------------------------------
 
     def _run(self, batch: list[Job]) -> list[tuple[bool, Any]]:
+        start = time.perf_counter()
+        try:
+            return self._run_batch(batch)
+        finally:
+            self.busy_seconds += time.perf_counter() - start
+
+    def _run_batch(self, batch: list[Job]) -> list[tuple[bool, Any]]:
         """(ok, result or exception) per job. A failed shared call is retried job by job, so that
         a request the model cannot score fails alone."""
         live = [job for job in batch if job.state != "cancelled"]

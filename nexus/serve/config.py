@@ -18,7 +18,12 @@ class ServeConfig:
             request alone (the baseline `benchmarks/serve_load.py` compares against).
         max_batch_tokens: most tokens (characters for a family without a tokenizer) per coalesced
             call; a request larger than this is scored alone, never split.
-        max_wait_ms: how long the oldest queued request waits for others to join its call.
+        max_wait_ms: how long the oldest queued request waits for others to join its call (only
+            while others are on their way in or callers are concurrent; a lone client never waits).
+        forward_max_tokens, max_padding: how a coalesced call is cut into forward passes
+            (`score`'s `max_tokens` and `max_padding`): rows x longest row <= forward_max_tokens,
+            and at most that fraction of a pass padding, since requests of mixed lengths would
+            otherwise pad most rows to the longest. None: the model's own batching.
         max_queue_items: most inputs waiting to be scored; a request that would exceed it gets 503
             with Retry-After instead of growing memory without bound.
         max_body_bytes: largest request body (413 beyond it).
@@ -36,6 +41,8 @@ class ServeConfig:
     batching: bool = True
     max_batch_tokens: int = 16384
     max_wait_ms: float = 5.0
+    forward_max_tokens: int | None = 4096
+    max_padding: float | None = 0.25
     max_queue_items: int = 4096
     max_body_bytes: int = 8 * 1024 * 1024
     max_items_per_request: int = 1024
@@ -48,6 +55,10 @@ class ServeConfig:
         for name in ("max_batch_tokens", "max_queue_items", "max_body_bytes", "max_items_per_request"):
             check_positive_int(f"serve.{name}", getattr(self, name))
         check_positive_int("serve.max_tokens_per_item", self.max_tokens_per_item, allow_none=True)
+        check_positive_int("serve.forward_max_tokens", self.forward_max_tokens, allow_none=True)
+        if self.max_padding is not None and (isinstance(self.max_padding, bool) or not isinstance(
+                self.max_padding, (int, float)) or not 0.0 <= self.max_padding < 1.0):
+            raise ValueError(f"serve.max_padding must be a fraction in [0, 1) or null, got {self.max_padding!r}")
         check_positive_int("serve.port", self.port, minimum=0, maximum=65535)
         check_positive_int("serve.retry_after_s", self.retry_after_s)
         if not isinstance(self.batching, bool):

@@ -1,0 +1,279 @@
+"""Load test of the reward server (`python -m nexus.serve`) on loopback, against in-process `score`.
+
+python -m benchmarks.serve_load [--backbone minilm] [--requests 256] [--clients 1 8 32 128]
+                                [--items-per-request 1] [--rounds 3] [--max-seconds 90] [--queue-limit 32]
+
+A scalar RM on `--backbone` (random head: speed does not depend on the weights) is saved and
+served by two subprocesses, one with dynamic batching and one without (`batching=false`: each
+request is its own `score` call), so each server's memory is its own and clients and servers
+compete for the same cores, as they would on one host. The inputs are arithmetic prompts and
+responses of mixed lengths (`common.mixed_pairs`, the chosen response of each pair, so no two
+inputs share a prompt and prompt sharing cannot favour either side); each request is one OpenRLHF
+`/get_reward` body of `--items-per-request` queries. For each number of concurrent clients, the
+clients send `--requests` requests in all (each client one at a time on its own keep-alive
+connection, stopping after `--max-seconds`); the client side records throughput (responses/s)
+and p50/p99 latency.
+
+Baseline, in the same run: in-process `rm.score` on all the inputs in one call (the model's own
+batching, length-sorted over every input), as items/s. This machine's speed drifts, so each case
+runs `--rounds` times, each round measuring the baseline, the batching server and the server
+without batching back to back; a ratio is taken within a round and the median (and range) over
+rounds is reported. Memory: the batching server's peak resident memory above its level after
+warm-up (sampled every 5 ms), at each concurrency, and a third server's with the most clients
+against a queue limit of `--queue-limit` inputs, whose clients retry a refused request (503)
+after 10 ms: the peak stays bounded however many clients wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+from benchmarks.common import Row, benchmark_parser, mixed_pairs, report, threads_note
+from nexus.backbones import load_backbone
+from nexus.models.scalar import ScalarRewardModel
+
+
+def parser():
+    p = benchmark_parser(__doc__, repeats=None)
+    p.add_argument("--backbone", default="minilm")
+    p.add_argument("--requests", type=int, default=256, help="requests per measured case")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
+    p.add_argument("--items-per-request", type=int, default=1)
+    p.add_argument("--max-seconds", type=float, default=90.0, help="stop a case after this long")
+    p.add_argument("--queue-limit", type=int, default=32, help="max_queue_items of the memory case")
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved measurements per case; medians reported")
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m nexus.serve` in a subprocess, ready once /health answers 200."""
+
+    def __init__(self, checkpoint: Path, run_dir: Path, env: dict | None = None, **settings):
+        import httpx
+
+        self.url = f"http://127.0.0.1:{free_port()}"
+        port = self.url.rsplit(":", 1)[1]
+        args = [f"{k}={v}" for k, v in settings.items()]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nexus.serve", f"checkpoint={checkpoint}", f"port={port}", "log_level=warning",
+             f"hydra.run.dir={run_dir}", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env})
+        deadline = time.monotonic() + 300
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with status {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not become ready in 300 s")
+            time.sleep(0.2)
+        self.ps = psutil.Process(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=120)
+
+
+class PeakOf:
+    """Peak resident memory (MiB) of another process above `base` bytes, sampled by a thread."""
+
+    def __init__(self, process: psutil.Process, base: int):
+        self.process, self.base, self.peak = process, base, base
+        self._stop = threading.Event()
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            self._stop.wait(0.005)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2 ** 20
+
+
+class Connection:
+    """A minimal keep-alive HTTP/1.1 client on one socket: POST a JSON body, read the status and
+    body. The load generator shares the server's cores, so it must cost little per request (a
+    general client's connection pool costs more than the server's parsing at 128 clients)."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length, close = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and value.strip().lower() == "close":
+                close = True
+        payload = await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return status, payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+async def drive(url: str, bodies: list[dict], clients: int, max_seconds: float) -> dict:
+    """`clients` concurrent clients, each on its own connection, sending `bodies` one request at a
+    time; 503s are retried after 10 ms. Returns wall seconds, per-request latencies and 503s."""
+    host, port = url.removeprefix("http://").split(":")
+    encoded = iter([json.dumps(body).encode() for body in bodies])
+    latencies, refused = [], 0
+    deadline = time.monotonic() + max_seconds
+
+    async def client():
+        nonlocal refused
+        connection = Connection(host, int(port))
+        for body in encoded:
+            if time.monotonic() > deadline:
+                break
+            start = time.perf_counter()
+            while True:
+                status, payload = await connection.post("/get_reward", body)
+                if status != 503:
+                    break
+                refused += 1
+                await asyncio.sleep(0.01)
+            if status != 200:
+                raise RuntimeError(f"/get_reward answered {status}: {payload[:200]!r}")
+            latencies.append(time.perf_counter() - start)
+        await connection.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return {"seconds": time.perf_counter() - start, "latencies": sorted(latencies), "refused": refused}
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def in_process_rate(rm, prompts: list, responses: list) -> float:
+    start = time.perf_counter()
+    rm.score(prompts, responses)
+    return len(prompts) / (time.perf_counter() - start)
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}x (range {min(values):.2f}-{max(values):.2f})"
+
+
+def run(args) -> list[Row]:
+    torch.manual_seed(0)
+    rm = ScalarRewardModel(load_backbone(args.backbone), head_hidden=0, dropout=0.0).eval()
+    k = args.items_per_request
+    pairs = mixed_pairs(args.requests * k, seed=0)  # one response per prompt: nothing to share
+    prompts, responses = [p.prompt for p in pairs], [p.chosen for p in pairs]
+    bodies = [{"query": [p + r for p, r in zip(prompts[i:i + k], responses[i:i + k])], "prompts": prompts[i:i + k]}
+              for i in range(0, len(prompts), k)]
+    rm.score(prompts[:8], responses[:8])  # warm up
+    rows, baseline = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = rm.save_pretrained(Path(tmp) / "rm")
+        servers = {batching: ServerProcess(checkpoint, Path(tmp) / "run", batching=str(batching).lower(),
+                                           max_wait_ms=args.max_wait_ms) for batching in (True, False)}
+        try:
+            bases = {}
+            for batching, server in servers.items():
+                asyncio.run(drive(server.url, bodies[:16], 4, args.max_seconds))  # warm up
+                bases[batching] = server.ps.memory_info().rss
+            for clients in args.clients:
+                rates = {True: [], False: []}
+                ratios, speedups, latencies, peaks = [], [], [], []
+                for _ in range(args.rounds):  # interleaved, so that drift in this machine's speed hits all alike
+                    local = in_process_rate(rm, prompts, responses)
+                    baseline.append(local)
+                    for batching, server in servers.items():
+                        with PeakOf(server.ps, bases[batching]) as peak:
+                            result = asyncio.run(drive(server.url, bodies, clients, args.max_seconds))
+                        rates[batching].append(len(result["latencies"]) / result["seconds"])
+                        if batching:
+                            latencies += result["latencies"]
+                            peaks.append(peak.mib)
+                    ratios.append(rates[True][-1] * k / local)
+                    speedups.append(rates[True][-1] / rates[False][-1])
+                latencies.sort()
+                rows.append(Row("serve_load", f"batching, {clients} clients", len(bodies) / statistics.median(
+                    rates[True]), f"{statistics.median(rates[True]):.1f} responses/s", f"{spread(ratios)} in-process",
+                    note=f"p50 {percentile(latencies, 0.5) * 1e3:.0f} ms, p99 {percentile(latencies, 0.99) * 1e3:.0f} "
+                         f"ms; peak server RSS +{max(peaks):.0f} MiB"))
+                rows.append(Row("serve_load", f"no batching, {clients} clients", len(bodies) / statistics.median(
+                    rates[False]), f"{statistics.median(rates[False]):.1f} responses/s",
+                    f"batching {spread(speedups)} this"))
+                print("  " + rows[-2].line() + "\n  " + rows[-1].line(), flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
+        clients = max(args.clients)
+        server = ServerProcess(checkpoint, Path(tmp) / "run", max_queue_items=args.queue_limit,
+                               max_wait_ms=args.max_wait_ms)
+        try:
+            asyncio.run(drive(server.url, bodies[:16], 4, args.max_seconds))
+            with PeakOf(server.ps, server.ps.memory_info().rss) as peak:
+                result = asyncio.run(drive(server.url, bodies, clients, args.max_seconds))
+            rate = len(result["latencies"]) / result["seconds"]
+            rows.append(Row("serve_load", f"queue limit {args.queue_limit} inputs, {clients} clients",
+                            result["seconds"], f"{rate:.1f} responses/s", "",
+                            note=f"peak server RSS +{peak.mib:.0f} MiB; {result['refused']} requests refused (503) "
+                                 "and retried"))
+        finally:
+            server.stop()
+    local = statistics.median(baseline)
+    rows.insert(0, Row("serve_load", f"in-process rm.score, {len(prompts)} inputs", len(prompts) / local,
+                       f"{local:.1f} items/s", "baseline", note=f"{args.backbone}, {threads_note()}, median of "
+                                                                f"{len(baseline)} runs"))
+    return report(rows, f"serve_load: {args.backbone}, {k} item(s) per request, {len(bodies)} requests per case, "
+                        f"{args.rounds} rounds")
+
+
+def main(argv=None) -> list[Row]:
+    return run(parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
