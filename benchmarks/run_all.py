@@ -34,6 +34,8 @@ BENCHMARKS = {
                                            "--ns", "2", "8", "32"]),
     "sandbox": ("benchmarks.sandbox", [], ["--problems", "16"]),
     "long_inputs": ("benchmarks.long_inputs", [], ["--chars", "100000"]),
+    "serve_load": ("benchmarks.serve_load", [], ["--backbone", "tiny-gpt2", "--requests", "32", "--clients", "1", "8",
+                                                 "--rounds", "1"]),
 }
 
 

@@ -138,6 +138,27 @@ def test_score_and_compare_endpoints_mirror_the_python_interface_with_conversati
     assert torch.allclose(torch.tensor(compared["probabilities"]), rm.compare(prompts, responses, b), atol=1e-5)
 
 
+def test_a_judge_compares_in_its_own_way_over_http():
+    """The generative judge overrides `compare` (it asks in both orders); /compare calls it as is."""
+    from nexus.models.generative import GenerativeRewardModel
+
+    backbone = load_backbone("tiny-gpt2", lm_logprobs=True)
+    rm = GenerativeRewardModel(backbone)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in rm.parameters():
+            if p.ndim > 1:
+                p.normal_(0.0, 0.3)
+    rm.eval()
+    prompts, a, b = ["1 + 2", "3 + 4"], [" = 3", " = 7"], [" = 4", " = 8"]
+    with serving(create_app(model=rm)) as (url, _):
+        compared = httpx.post(f"{url}/compare", json={"prompts": prompts, "responses_a": a, "responses_b": b},
+                              timeout=60).json()
+        scored = httpx.post(f"{url}/score", json={"prompts": prompts, "responses": a}, timeout=60).json()
+    assert torch.allclose(torch.tensor(compared["probabilities"]), rm.compare(prompts, a, b), atol=1e-5)
+    assert torch.allclose(torch.tensor(scored["rewards"]), rm.score(prompts, a).rewards, atol=1e-5)
+
+
 def test_extra_logs_carry_an_ensembles_uncertainty_and_member_means():
     torch.manual_seed(0)
     rm = EnsembleRewardModel(load_backbone("tiny-gpt2"), n_members=3, head_hidden=16).eval()

@@ -27,6 +27,8 @@ from typing import Any, Callable
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+import torch
+
 import nexus
 from nexus.base import RewardModel
 from nexus.serve.batcher import Batcher, CallerGone, Job, QueueFull
@@ -182,6 +184,7 @@ class Server:
             "temperature": None if rm is None else float(rm.temperature),
             "dtype": None if params is None else str(params.dtype).removeprefix("torch."),
             "device": None if params is None else str(params.device),
+            "torch_threads": torch.get_num_threads(),
             "input_columns": None if rm is None else list(rm.input_columns),
             "call_options": None if rm is None else list(rm.call_options),
             "accepts_steps": None if rm is None else rm.accepts_steps,
