@@ -278,14 +278,20 @@ def create_app(checkpoint: str | None = None, config: ServeConfig | None = None,
     def keywords_of(body: dict, fields: tuple[str, ...]) -> dict:
         return {k: v for k, v in body.items() if k not in fields}
 
+    async def scored(request: Request, prompts: list, responses: list, names: list[str], keywords: dict,
+                     finish: Callable, **fixed_options) -> Any:
+        """Check the inputs, queue them as one job that may share a `score` call, and return what
+        `finish` makes of the job's output."""
+        columns, options, sizes = await server.checked(prompts, responses, names, keywords)
+        options = {**options, **fixed_options}
+        job = Job(prompts, responses, sizes, columns, options, group=server.group(columns, options), finish=finish)
+        return await server.run(request, job)
+
     @app.post("/get_reward")
     async def get_reward(request: Request):
         body = await admitted(request)
         prompts, responses, names, keywords = server.get_reward(body)
-        columns, options, sizes = await server.checked(prompts, responses, names, keywords)
-        job = Job(prompts, responses, sizes, columns, options, group=server.group(columns, options),
-                  finish=reward_payload)
-        return await server.run(request, job)
+        return await scored(request, prompts, responses, names, keywords, reward_payload)
 
     @app.post("/score")
     async def score(request: Request):
@@ -297,12 +303,8 @@ def create_app(checkpoint: str | None = None, config: ServeConfig | None = None,
         if not isinstance(normalize, bool):
             raise RequestError(422, f"field 'normalize' must be true or false, got {normalize!r}")
         names = [f"prompts[{i}]/responses[{i}]" for i in range(len(prompts))]
-        columns, options, sizes = await server.checked(prompts, responses, names,
-                                                          keywords_of(body, ("prompts", "responses", "normalize")))
-        options = {**options, "normalize": normalize}
-        job = Job(prompts, responses, sizes, columns, options, group=server.group(columns, options),
-                  finish=score_payload)
-        return await server.run(request, job)
+        return await scored(request, prompts, responses, names, keywords_of(body, ("prompts", "responses", "normalize")),
+                            score_payload, normalize=normalize)
 
     @app.post("/compare")
     async def compare(request: Request):
@@ -317,16 +319,14 @@ def create_app(checkpoint: str | None = None, config: ServeConfig | None = None,
         names = [f"prompts[{i}]/responses_a[{i}]" for i in range(n)] + [f"prompts[{i}]/responses_b[{i}]"
                                                                           for i in range(n)]
         doubled = {k: [*v, *v] if k in rm.input_columns and isinstance(v, list) else v for k, v in keywords.items()}
-        columns, options, sizes = await server.checked([*prompts, *prompts], [*a, *b], names,
-                                                          doubled)
-        if type(rm).compare is not RewardModel.compare:  # a family with its own comparison (the judge)
-            job = Job([*prompts, *prompts], [*a, *b], sizes,
-                      call=lambda: {"probabilities": rm.compare(prompts, a, b, **keywords).tolist()})
-        else:  # both sides in the shared score call, raw rewards, as `RewardModel.compare` does
-            options = {**options, "normalize": False}
-            job = Job([*prompts, *prompts], [*a, *b], sizes, columns, options, group=server.group(columns, options),
-                      finish=lambda out: {"probabilities": rm.preference_probability(
-                          out.select(slice(0, n)), out.select(slice(n, 2 * n))).tolist()})
+        if type(rm).compare is RewardModel.compare:  # both sides in a shared score call, raw rewards, as it does
+            return await scored(request, [*prompts, *prompts], [*a, *b], names, doubled, normalize=False,
+                                finish=lambda out: {"probabilities": rm.preference_probability(
+                                    out.select(slice(0, n)), out.select(slice(n, 2 * n))).tolist()})
+        # a family with its own comparison (the judge asks in both orders): its `compare`, alone
+        sizes = (await server.checked([*prompts, *prompts], [*a, *b], names, doubled))[2]
+        job = Job([*prompts, *prompts], [*a, *b], sizes,
+                  call=lambda: {"probabilities": rm.compare(prompts, a, b, **keywords).tolist()})
         return await server.run(request, job)
 
     @app.get("/health")
