@@ -68,7 +68,7 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m nexus.serve` in a subprocess, ready once /health answers 200."""
 
-    def __init__(self, checkpoint: Path, run_dir: Path, env: dict | None = None, **settings):
+    def __init__(self, checkpoint: Path, env: dict | None = None, **settings):
         import httpx
 
         self.url = f"http://127.0.0.1:{free_port()}"
@@ -76,7 +76,7 @@ class ServerProcess:
         args = [f"{k}={v}" for k, v in settings.items()]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nexus.serve", f"checkpoint={checkpoint}", f"port={port}", "log_level=warning",
-             f"hydra.run.dir={run_dir}", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env=None if env is None else {**os.environ, **env})
         deadline = time.monotonic() + 300
         while True:
@@ -215,7 +215,7 @@ def run(args) -> list[Row]:
     rows, baseline = [], []
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = rm.save_pretrained(Path(tmp) / "rm")
-        servers = {batching: ServerProcess(checkpoint, Path(tmp) / "run", batching=str(batching).lower(),
+        servers = {batching: ServerProcess(checkpoint, batching=str(batching).lower(),
                                            max_wait_ms=args.max_wait_ms) for batching in (True, False)}
         try:
             bases = {}
@@ -250,7 +250,7 @@ def run(args) -> list[Row]:
             for server in servers.values():
                 server.stop()
         clients = max(args.clients)
-        server = ServerProcess(checkpoint, Path(tmp) / "run", max_queue_items=args.queue_limit,
+        server = ServerProcess(checkpoint, max_queue_items=args.queue_limit,
                                max_wait_ms=args.max_wait_ms)
         try:
             asyncio.run(drive(server.url, bodies[:16], 4, args.max_seconds))

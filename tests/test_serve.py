@@ -349,13 +349,21 @@ def test_serve_config_refuses_bad_settings():
         ServeConfig(api_key="")
 
 
-def test_the_hydra_config_sets_every_serve_setting():
-    from dataclasses import fields
-
+def test_the_command_line_and_the_hydra_config_take_the_same_settings():
     from omegaconf import OmegaConf
 
-    conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "nexus" / "serve" / "conf" / "serve.yaml")
-    assert {f.name for f in fields(ServeConfig)} <= set(conf)
+    from nexus.serve.cli import KEYS, parse_overrides
+
+    conf = OmegaConf.load(Path(__file__).resolve().parents[1] / "experiments" / "conf" / "serve.yaml")
+    assert set(conf) - {"hydra"} == set(KEYS)
+    values = parse_overrides(["checkpoint=rm", "max_wait_ms=2.5", "batching=false", "max_tokens_per_item=null",
+                              "port=5001"])
+    assert values == {"checkpoint": "rm", "max_wait_ms": 2.5, "batching": False, "max_tokens_per_item": None,
+                      "port": 5001}
+    with pytest.raises(ValueError, match="unknown setting 'max_wait'"):
+        parse_overrides(["checkpoint=rm", "max_wait=2"])
+    with pytest.raises(ValueError, match="checkpoint"):
+        parse_overrides(["port=5001"])
 
 
 # -- the command line, in a subprocess ---------------------------------------------------------
@@ -366,10 +374,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_cli(tmp_path, checkpoint, *args) -> tuple[subprocess.Popen, str]:
+def start_cli(checkpoint, *args, module: str = "nexus.serve") -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "nexus.serve", f"checkpoint={checkpoint}", f"port={port}",
-                                f"hydra.run.dir={tmp_path}/run", *args],
+    process = subprocess.Popen([sys.executable, "-m", module, f"checkpoint={checkpoint}", f"port={port}", *args],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return process, f"http://127.0.0.1:{port}"
 
@@ -377,7 +384,7 @@ def start_cli(tmp_path, checkpoint, *args) -> tuple[subprocess.Popen, str]:
 def test_sigterm_under_load_finishes_every_accepted_request_and_exits_0(tmp_path):
     rm = scalar_rm()
     checkpoint = rm.save_pretrained(tmp_path / "ckpt")
-    process, url = start_cli(tmp_path, checkpoint, "max_wait_ms=2", "max_batch_tokens=4096")
+    process, url = start_cli(checkpoint, "max_wait_ms=2", "max_batch_tokens=4096")
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -423,7 +430,8 @@ def test_sigterm_under_load_finishes_every_accepted_request_and_exits_0(tmp_path
 
 
 def test_a_checkpoint_that_does_not_load_stops_the_server_with_status_1(tmp_path):
-    process, _ = start_cli(tmp_path, tmp_path / "missing")
+    """Through the Hydra entry point, which runs the same server as `python -m nexus.serve`."""
+    process, _ = start_cli(tmp_path / "missing", f"hydra.run.dir={tmp_path}/run", module="experiments.serve")
     assert process.wait(timeout=120) == 1
     assert "could not load" in process.stdout.read()
 

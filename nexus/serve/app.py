@@ -53,7 +53,6 @@ class Server:
         self.rm: RewardModel | None = None
         self.batcher: Batcher | None = None
         self.status, self.error = "loading", None
-        self.ready = asyncio.Event()
         self.on_failure: Callable[[], None] | None = None  # e.g. tell uvicorn to exit
         # Request checks tokenize; a few threads do it beside the model's, so that a burst of
         # requests neither blocks the event loop nor starts a thread (and a malloc arena) per request.
@@ -74,7 +73,6 @@ class Server:
                                max_wait_ms=c.max_wait_ms, max_queue_items=c.max_queue_items)
         self.batcher.start()
         self.status = "ready"
-        self.ready.set()
         log.info("nexus.serve: %s ready (%s)", self.source, type(self.rm).__name__)
 
     def _load_and_warm_up(self) -> RewardModel:
@@ -154,9 +152,39 @@ class Server:
 
     # -- endpoints -------------------------------------------------------------------------
 
-    def get_reward(self, body: dict) -> tuple[list, list, list[str], dict]:
-        queries = get_list(body, "query")
-        prompts = get_list(body, "prompts")
+    def authorize(self, request: Request) -> None:
+        """401 unless the request carries the API key (when one is set), compared in constant time."""
+        key = self.config.api_key
+        if key is None:
+            return
+        given = request.headers.get("x-api-key")
+        bearer = request.headers.get("authorization", "")
+        if given is None and bearer[:7].lower() == "bearer ":
+            given = bearer[7:]
+        if given is None or not hmac.compare_digest(given.encode(), key.encode()):
+            raise RequestError(401, "missing or wrong API key (send 'Authorization: Bearer <key>' or "
+                                    "'X-API-Key: <key>')", {"WWW-Authenticate": "Bearer"})
+
+    async def admitted(self, request: Request) -> dict:
+        """The request's JSON body once it is authorised, the model is ready and the body fits."""
+        self.authorize(request)
+        if self.status != "ready":
+            raise RequestError(503, f"model is {self.status}", {"Retry-After": str(self.config.retry_after_s)})
+        return parse_body(await read_body(request, self.config.max_body_bytes))
+
+    async def scored(self, request: Request, prompts: list, responses: list, names: list[str], keywords: dict,
+                     finish: Callable, **fixed_options) -> Any:
+        """Check the inputs, queue them as one job that may share a `score` call, and return what
+        `finish` makes of the job's output."""
+        columns, options, sizes = await self.checked(prompts, responses, names, keywords)
+        options = {**options, **fixed_options}
+        job = Job(prompts, responses, sizes, columns, options, group=self.group(columns, options), finish=finish)
+        return await self.run(request, job)
+
+    async def get_reward(self, request: Request):
+        """OpenRLHF's remote reward model: each query is its prompt followed by the response."""
+        body = await self.admitted(request)
+        queries, prompts = get_list(body, "query"), get_list(body, "prompts")
         labels = get_list(body, "labels", required=False)
         check_count("query", len(queries), self.config.max_items_per_request)
         check_strings("query", queries)
@@ -167,7 +195,53 @@ class Server:
             check_same_length("labels", labels, "query", len(queries))
             if "references" in self.rm.input_columns:  # a rules RM checks answers against its labels
                 keywords["references"] = labels
-        return prompts, split_queries(queries, prompts), [f"query[{i}]" for i in range(len(queries))], keywords
+        names = [f"query[{i}]" for i in range(len(queries))]
+        return await self.scored(request, prompts, split_queries(queries, prompts), names, keywords, reward_payload)
+
+    async def score(self, request: Request):
+        """`rm.score` as JSON; fields other than prompts, responses and normalize are its keywords."""
+        body = await self.admitted(request)
+        prompts, responses = get_list(body, "prompts"), get_list(body, "responses")
+        check_count("prompts", len(prompts), self.config.max_items_per_request)
+        check_same_length("responses", responses, "prompts", len(prompts))
+        normalize = body.get("normalize", True)
+        if not isinstance(normalize, bool):
+            raise RequestError(422, f"field 'normalize' must be true or false, got {normalize!r}")
+        names = [f"prompts[{i}]/responses[{i}]" for i in range(len(prompts))]
+        keywords = {k: v for k, v in body.items() if k not in ("prompts", "responses", "normalize")}
+        return await self.scored(request, prompts, responses, names, keywords, score_payload, normalize=normalize)
+
+    async def compare(self, request: Request):
+        """`rm.compare` as JSON: P(responses_a preferred to responses_b) per prompt."""
+        body = await self.admitted(request)
+        prompts = get_list(body, "prompts")
+        a, b = get_list(body, "responses_a"), get_list(body, "responses_b")
+        check_count("prompts", len(prompts), self.config.max_items_per_request)
+        check_same_length("responses_a", a, "prompts", len(prompts))
+        check_same_length("responses_b", b, "prompts", len(prompts))
+        keywords = {k: v for k, v in body.items() if k not in ("prompts", "responses_a", "responses_b")}
+        n, rm = len(prompts), self.rm
+        names = [f"prompts[{i}]/responses_{side}[{i}]" for side in "ab" for i in range(n)]
+        doubled = {k: [*v, *v] if k in rm.input_columns and isinstance(v, list) else v for k, v in keywords.items()}
+        if type(rm).compare is RewardModel.compare:  # both sides in a shared score call, raw rewards, as it does
+            return await self.scored(request, [*prompts, *prompts], [*a, *b], names, doubled, normalize=False,
+                                     finish=lambda out: {"probabilities": rm.preference_probability(
+                                         out.select(slice(0, n)), out.select(slice(n, 2 * n))).tolist()})
+        # a family with its own comparison (the judge asks in both orders): its `compare`, alone
+        sizes = (await self.checked([*prompts, *prompts], [*a, *b], names, doubled))[2]
+        job = Job([*prompts, *prompts], [*a, *b], sizes,
+                  call=lambda: {"probabilities": rm.compare(prompts, a, b, **keywords).tolist()})
+        return await self.run(request, job)
+
+    async def health(self):
+        """200 with the batcher's counters once ready; 503 while loading or after a failed load."""
+        stats = self.batcher.stats() if self.batcher is not None else {}
+        body = {"status": self.status, **({"error": self.error} if self.error else {}), **stats}
+        return JSONResponse(body, status_code=200 if self.status == "ready" else 503)
+
+    async def describe(self, request: Request):
+        self.authorize(request)
+        return self.info()
 
     def info(self) -> dict[str, Any]:
         rm = self.rm
@@ -246,98 +320,21 @@ def create_app(checkpoint: str | None = None, config: ServeConfig | None = None,
     app = FastAPI(title="nexus reward model", version=nexus.__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.server = server
-
-    @app.exception_handler(RequestError)
-    async def refused(request: Request, err: RequestError):
-        return JSONResponse({"detail": err.message}, status_code=err.status, headers=err.headers)
-
-    @app.exception_handler(Exception)
-    async def failed(request: Request, err: Exception):  # a fault never takes the server down
-        log.exception("nexus.serve: %s %s failed", request.method, request.url.path)
-        return JSONResponse({"detail": f"internal error: {type(err).__name__}: {err}"}, status_code=500)
-
-    def authorize(request: Request) -> None:
-        key = config.api_key
-        if key is None:
-            return
-        given = request.headers.get("x-api-key")
-        bearer = request.headers.get("authorization", "")
-        if given is None and bearer[:7].lower() == "bearer ":
-            given = bearer[7:]
-        if given is None or not hmac.compare_digest(given.encode(), key.encode()):
-            raise RequestError(401, "missing or wrong API key (send 'Authorization: Bearer <key>' or "
-                                    "'X-API-Key: <key>')", {"WWW-Authenticate": "Bearer"})
-
-    async def admitted(request: Request) -> dict:
-        """The request's JSON body once it is authorised, the model is ready and the body fits."""
-        authorize(request)
-        if server.status != "ready":
-            raise RequestError(503, f"model is {server.status}", {"Retry-After": str(config.retry_after_s)})
-        return parse_body(await read_body(request, config.max_body_bytes))
-
-    def keywords_of(body: dict, fields: tuple[str, ...]) -> dict:
-        return {k: v for k, v in body.items() if k not in fields}
-
-    async def scored(request: Request, prompts: list, responses: list, names: list[str], keywords: dict,
-                     finish: Callable, **fixed_options) -> Any:
-        """Check the inputs, queue them as one job that may share a `score` call, and return what
-        `finish` makes of the job's output."""
-        columns, options, sizes = await server.checked(prompts, responses, names, keywords)
-        options = {**options, **fixed_options}
-        job = Job(prompts, responses, sizes, columns, options, group=server.group(columns, options), finish=finish)
-        return await server.run(request, job)
-
-    @app.post("/get_reward")
-    async def get_reward(request: Request):
-        body = await admitted(request)
-        prompts, responses, names, keywords = server.get_reward(body)
-        return await scored(request, prompts, responses, names, keywords, reward_payload)
-
-    @app.post("/score")
-    async def score(request: Request):
-        body = await admitted(request)
-        prompts, responses = get_list(body, "prompts"), get_list(body, "responses")
-        check_count("prompts", len(prompts), config.max_items_per_request)
-        check_same_length("responses", responses, "prompts", len(prompts))
-        normalize = body.get("normalize", True)
-        if not isinstance(normalize, bool):
-            raise RequestError(422, f"field 'normalize' must be true or false, got {normalize!r}")
-        names = [f"prompts[{i}]/responses[{i}]" for i in range(len(prompts))]
-        return await scored(request, prompts, responses, names, keywords_of(body, ("prompts", "responses", "normalize")),
-                            score_payload, normalize=normalize)
-
-    @app.post("/compare")
-    async def compare(request: Request):
-        body = await admitted(request)
-        prompts = get_list(body, "prompts")
-        a, b = get_list(body, "responses_a"), get_list(body, "responses_b")
-        check_count("prompts", len(prompts), config.max_items_per_request)
-        check_same_length("responses_a", a, "prompts", len(prompts))
-        check_same_length("responses_b", b, "prompts", len(prompts))
-        keywords = keywords_of(body, ("prompts", "responses_a", "responses_b"))
-        n, rm = len(prompts), server.rm
-        names = [f"prompts[{i}]/responses_a[{i}]" for i in range(n)] + [f"prompts[{i}]/responses_b[{i}]"
-                                                                          for i in range(n)]
-        doubled = {k: [*v, *v] if k in rm.input_columns and isinstance(v, list) else v for k, v in keywords.items()}
-        if type(rm).compare is RewardModel.compare:  # both sides in a shared score call, raw rewards, as it does
-            return await scored(request, [*prompts, *prompts], [*a, *b], names, doubled, normalize=False,
-                                finish=lambda out: {"probabilities": rm.preference_probability(
-                                    out.select(slice(0, n)), out.select(slice(n, 2 * n))).tolist()})
-        # a family with its own comparison (the judge asks in both orders): its `compare`, alone
-        sizes = (await server.checked([*prompts, *prompts], [*a, *b], names, doubled))[2]
-        job = Job([*prompts, *prompts], [*a, *b], sizes,
-                  call=lambda: {"probabilities": rm.compare(prompts, a, b, **keywords).tolist()})
-        return await server.run(request, job)
-
-    @app.get("/health")
-    async def health():
-        stats = server.batcher.stats() if server.batcher is not None else {}
-        body = {"status": server.status, **({"error": server.error} if server.error else {}), **stats}
-        return JSONResponse(body, status_code=200 if server.status == "ready" else 503)
-
-    @app.get("/info")
-    async def info(request: Request):
-        authorize(request)
-        return server.info()
-
+    app.add_exception_handler(RequestError, refused)
+    app.add_exception_handler(Exception, failed)
+    app.add_api_route("/get_reward", server.get_reward, methods=["POST"])
+    app.add_api_route("/score", server.score, methods=["POST"])
+    app.add_api_route("/compare", server.compare, methods=["POST"])
+    app.add_api_route("/health", server.health, methods=["GET"])
+    app.add_api_route("/info", server.describe, methods=["GET"])
     return app
+
+
+async def refused(request: Request, err: RequestError) -> JSONResponse:
+    return JSONResponse({"detail": err.message}, status_code=err.status, headers=err.headers)
+
+
+async def failed(request: Request, err: Exception) -> JSONResponse:
+    """An unexpected error answers 500; the server keeps serving."""
+    log.exception("nexus.serve: %s %s failed", request.method, request.url.path)
+    return JSONResponse({"detail": f"internal error: {type(err).__name__}: {err}"}, status_code=500)
