@@ -14,7 +14,7 @@ from nexus.backbones.lora import LoraSpec
 from nexus.backbones.packaged import PACKAGED
 from nexus.backbones.tiny import TINY, build_tiny
 
-BUILTIN = (*TINY, "arith-lm", *PACKAGED)
+BUILTIN = (*TINY, "arith-lm", "arith-lm-ladder", *PACKAGED)
 # arith-lm[-s<pretraining seed>][@<split>], e.g. arith-lm, arith-lm@shifted, arith-lm-s3
 ARITH_LM_NAME = re.compile(r"arith-lm(?:-s(\d+))?(?:@(\w+))?")
 
@@ -24,6 +24,10 @@ def resolve_backbone_dir(name_or_path: str, revision: str | None = None) -> Path
     local directory, or a hub id resolved through the Hugging Face cache (`nexus.backbones.hub`)."""
     if name_or_path in TINY:
         return None
+    if name_or_path == "arith-lm-ladder":  # the difficulty ladder's task LM, shipped with nexus
+        from nexus.tasks.arithmetic.task_lm import ladder_lm_dir
+
+        return ladder_lm_dir()
     task_lm = ARITH_LM_NAME.fullmatch(name_or_path)
     if task_lm:
         from nexus.tasks.arithmetic.task_lm import ArithLMConfig, arith_lm_dir
@@ -55,6 +59,7 @@ def load_backbone(
     name_or_path: str, *, seed: int = 0, pooling: str | None = None, max_length: int | None = None,
     padding_side: str = "right", lora: LoraSpec | dict | None = None, trust_remote_code: bool = False,
     lm_head: bool = False, lm_logprobs: bool = False, revision: str | None = None, dtype: str | None = None,
+    logprob_scope: str = "response",
 ) -> Backbone:
     """Load a backbone by built-in name, local HF directory or hub id.
 
@@ -72,6 +77,8 @@ def load_backbone(
         lm_head: load a decoder with its LM head (`AutoModelForCausalLM`), as a judge reads it.
         lm_logprobs: append the mean and min token log-likelihood under the LM head to the pooled
             features (see `Backbone`); loads the head whatever `lm_head` says.
+        logprob_scope: "response": those features score the response's tokens given the prompt;
+            "input": every token after the first, prompt included.
     """
     lm_head = lm_head or lm_logprobs
     if isinstance(lora, Mapping):  # a dict, or the DictConfig Hydra passes: plain values for peft
@@ -93,7 +100,7 @@ def load_backbone(
         model = auto_class.from_pretrained(directory, config=config, **dtype_kwargs(dtype), **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     return Backbone(model, tokenizer, source=name_or_path, pooling=pooling, max_length=max_length,
-                    padding_side=padding_side, lora=lora, lm_logprobs=lm_logprobs)
+                    padding_side=padding_side, lora=lora, lm_logprobs=lm_logprobs, logprob_scope=logprob_scope)
 
 
 def dtype_kwargs(dtype) -> dict:

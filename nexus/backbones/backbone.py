@@ -19,7 +19,8 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.hub import dtype_name, torch_dtype
 from nexus.conversation import messages, plain_text
-from nexus.backbones.logprobs import grouped_logprob_summary, running_logprob_stats, token_logprob_stats
+from nexus.backbones.logprobs import (find_marker, grouped_logprob_summary, marker_position, running_logprob_stats,
+                                      token_logprob_stats)
 from nexus.backbones.lora import LoraSpec, apply_lora
 from nexus.backbones.pooling import POOLERS
 from nexus.validation import check_positive_int
@@ -37,6 +38,9 @@ DEFAULT_MAX_LENGTH = 2048
 # The character pre-cut (`Backbone.clip_text`) keeps max_length x this many characters (or x the
 # longest vocabulary entry, if shorter) before it tokenises; more only makes it keep more text.
 MAX_CHARS_PER_TOKEN = 32
+# What the log-likelihood features read: "response" (its tokens given the prompt) or "input" (every
+# token after the first, prompt included, as checkpoints saved before the choice existed do).
+LOGPROB_SCOPES = ("response", "input")
 # A non-whitespace character followed by whitespace: the whitespace starts a new pre-token in
 # every common pre-tokenizer (GPT-2/Llama-3 regexes, BERT, SentencePiece's metaspace).
 _WORD_END = re.compile(r"\S(?=\s)")
@@ -60,18 +64,25 @@ class Backbone(nn.Module):
     a warning reports how many were cut. A decoder loaded with its LM head
     (`has_lm_head`: `AutoModelForCausalLM`) can serve a judge's next-token readout; with
     `lm_logprobs` the pooled features also carry the mean and min token log-likelihood
-    under that head, so an RM can use what its SFT initialisation already knows.
+    under that head, so an RM can use what its SFT initialisation already knows. Those read the
+    response's tokens given the prompt (`logprob_scope="response"`): the prompt's own likelihood
+    says how familiar its wording is, not whether the response is right.
     """
 
     def __init__(self, model, tokenizer, *, source: str, pooling: str | None = None,
                  max_length: int | None = None, padding_side: str = "right",
-                 lora: LoraSpec | None = None, lm_logprobs: bool = False, append_eos: bool = True):
+                 lora: LoraSpec | None = None, lm_logprobs: bool = False, append_eos: bool = True,
+                 logprob_scope: str = "response"):
         super().__init__()
         self.is_encoder = is_encoder_config(model.config)
         self.has_lm_head = not self.is_encoder and model.get_output_embeddings() is not None
         if lm_logprobs and not self.has_lm_head:
             raise ValueError("lm_logprobs=True needs a decoder loaded with its LM head (AutoModelForCausalLM)")
         self.lm_logprobs = lm_logprobs
+        if logprob_scope not in LOGPROB_SCOPES:
+            raise ValueError(f"logprob_scope={logprob_scope!r}: expected one of {LOGPROB_SCOPES}")
+        self.logprob_scope = logprob_scope
+        self._marker: tuple[list[int], bool] | None = None
         self.pooling = pooling or ("mean" if self.is_encoder else "last")
         if self.pooling not in POOLERS and not (self.pooling == "pooler" and getattr(model, "pooler", None)):
             raise ValueError(f"pooling={self.pooling!r}: expected one of {sorted(POOLERS)}, or 'pooler' for a "
@@ -139,6 +150,36 @@ class Backbone(nn.Module):
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(messages(prompt, response), tokenize=False)
         return PLAIN_TEMPLATE.format(prompt=plain_text(prompt), response=plain_text(response))
+
+    def response_marker(self) -> tuple[list[int], bool]:
+        """(token ids that end the prompt part of `format`'s text, whether to take their last
+        occurrence): the assistant header of a chat template (last: a prompt may hold earlier turns),
+        or the blank line between prompt and response of `PLAIN_TEMPLATE` (first). ([], False) when
+        the template's tokens do not split cleanly there; then every token is scored."""
+        if self._marker is None:
+            tok, marker, last = self.tokenizer, [], False
+            if getattr(tok, "chat_template", None):
+                turn = [{"role": "user", "content": "x"}]
+                bare = tok.apply_chat_template(turn, add_generation_prompt=False, tokenize=True)
+                header = tok.apply_chat_template(turn, add_generation_prompt=True, tokenize=True)
+                bare, header = list(getattr(bare, "input_ids", bare)), list(getattr(header, "input_ids", header))
+                if header[:len(bare)] == bare:
+                    marker, last = header[len(bare):], True
+            else:
+                full = tok(PLAIN_TEMPLATE.format(prompt="x", response="y"), add_special_tokens=False)["input_ids"]
+                x, y = (tok(t, add_special_tokens=False)["input_ids"] for t in ("x", "y"))
+                if full[:len(x)] == x and full[len(full) - len(y):] == y:
+                    marker = full[len(x):len(full) - len(y)]
+            self._marker = (marker, last)
+        return self._marker
+
+    def scored_from(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+        """'b' the first position the log-likelihood features score (just after the prompt), or None
+        to score every token after the first (`logprob_scope="input"`)."""
+        if self.logprob_scope == "input":
+            return None
+        marker, last = self.response_marker()
+        return find_marker(input_ids, attention_mask, marker, last)
 
     def _vocabulary_stats(self) -> tuple[int, bool]:
         """(characters the longest vocabulary entry spells, whether every token is one character or
@@ -264,7 +305,8 @@ class Backbone(nn.Module):
             pooled = POOLERS[self.pooling](hidden, attention_mask).float()  # heads read float32 whatever the body's dtype
         if logits is None:
             return pooled
-        return torch.cat([pooled, token_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
+        stats = token_logprob_stats(logits, input_ids, attention_mask, self.scored_from(input_ids, attention_mask))
+        return torch.cat([pooled, stats], dim=-1)
 
     def position_features(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """'b n', 'b n' -> 'b n d' features at every position (`feature_size` wide): the hidden
@@ -275,7 +317,8 @@ class Backbone(nn.Module):
         hidden, logits = self.hidden_states(input_ids, attention_mask)
         if logits is None:
             return hidden.float()
-        return torch.cat([hidden.float(), running_logprob_stats(logits, input_ids, attention_mask)], dim=-1)
+        stats = running_logprob_stats(logits, input_ids, attention_mask, self.scored_from(input_ids, attention_mask))
+        return torch.cat([hidden.float(), stats], dim=-1)
 
     @property
     def can_pack(self) -> bool:
@@ -303,6 +346,7 @@ class Backbone(nn.Module):
             raise ValueError(f"{self.source}: packed prefixes need a decoder with last-token pooling, "
                              "position ids and sdpa or eager attention")
         rows, segments, positions, ends, scored = [], [], [], [], []
+        marker, last = self.response_marker() if self.logprob_scope == "response" else ([], False)
         for g, (prefix, suffixes) in enumerate(groups):
             p = len(prefix)
             if p < 1 or not suffixes or min(map(len, suffixes)) < 1 or p + max(map(len, suffixes)) > self.max_length:
@@ -312,7 +356,9 @@ class Backbone(nn.Module):
             for j, suffix in enumerate(suffixes, start=1):
                 if self.lm_logprobs:  # only the log-likelihood features read these
                     reads = [*range(p - 1), p - 1, *range(len(tokens), len(tokens) + len(suffix) - 1)]
-                    scored += [(g, col, tok, len(ends)) for col, tok in zip(reads, [*prefix[1:], *suffix])]
+                    first = marker_position([*prefix, *suffix], marker, last) if marker else 1
+                    scored += [(g, col, tok, len(ends)) for k, (col, tok) in enumerate(zip(reads, [*prefix[1:], *suffix]))
+                               if k + 1 >= first]
                 tokens += suffix
                 segment += [j] * len(suffix)
                 position += range(p, p + len(suffix))
@@ -368,7 +414,7 @@ class Backbone(nn.Module):
             "source": self.source, "pooling": self.pooling, "max_length": self.max_length,
             "padding_side": self.padding_side, "lora": asdict(self.lora) if self.lora else None,
             "lm_head": self.has_lm_head, "lm_logprobs": self.lm_logprobs, "dtype": dtype_name(self.dtype),
-            "append_eos": self.append_eos,
+            "append_eos": self.append_eos, "logprob_scope": self.logprob_scope,
         }
 
     def save_architecture(self, directory: Path) -> None:
@@ -395,4 +441,5 @@ class Backbone(nn.Module):
         lora = LoraSpec(**spec["lora"]) if spec.get("lora") else None
         return cls(model, tokenizer, source=spec["source"], pooling=spec["pooling"],
                    max_length=spec["max_length"], padding_side=spec["padding_side"], lora=lora,
-                   lm_logprobs=lm_logprobs, append_eos=spec.get("append_eos", True))
+                   lm_logprobs=lm_logprobs, append_eos=spec.get("append_eos", True),
+                   logprob_scope=spec.get("logprob_scope", "input"))

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Sequence
 
 from nexus.data.formats import OutcomeExample, PairwiseExample, ProcessExample, write_jsonl
+from nexus.tasks.arithmetic.templates import PARTITIONS, TEMPLATES, bare_expression, check_templates, partition
 
 _OPERATORS = "+-*"
-_INT_FIELDS = ("digits", "min_steps", "max_steps", "error_offset_min", "error_offset_max")
+_INT_FIELDS = ("digits", "min_steps", "max_steps", "error_offset_min", "error_offset_max", "error_unit")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class ArithmeticConfig:
         operators: distinct characters from "+-*", each equally likely at every step.
         error_offset_min: smallest offset an injected error adds to or subtracts from a result.
         error_offset_max: largest such offset.
+        error_unit: the offset is counted in these units: 1 changes the last digit; 10 changes the
+            tens, as a dropped or spurious carry does, which only a solver that carries can see.
+        templates: the prompt wordings (`templates.TEMPLATES`), one drawn uniformly per problem.
+        partition: None, or one of `templates.PARTITIONS` ("lm", "rm", "eval"): only problems of
+            that partition are drawn, so data drawn for different partitions never share a problem.
     """
 
     digits: int = 1
@@ -46,6 +52,9 @@ class ArithmeticConfig:
     operators: str = "+-"
     error_offset_min: int = 1
     error_offset_max: int = 3
+    error_unit: int = 1
+    templates: tuple[str, ...] = ("bare",)
+    partition: str | None = None
 
     def __post_init__(self) -> None:
         for name in _INT_FIELDS:
@@ -63,13 +72,23 @@ class ArithmeticConfig:
         if not isinstance(ops, str) or not ops or set(ops) - set(_OPERATORS) or len(set(ops)) < len(ops):
             raise ValueError("ArithmeticConfig.operators: expected distinct characters from "
                              f"{_OPERATORS!r}, got {ops!r}")
+        object.__setattr__(self, "templates", check_templates(tuple(self.templates), "ArithmeticConfig.templates"))
+        if self.partition is not None and self.partition not in PARTITIONS:
+            raise ValueError(f"ArithmeticConfig.partition={self.partition!r}: expected None or one of "
+                             f"{sorted(PARTITIONS)}")
 
 
 SPLITS: dict[str, ArithmeticConfig] = {
     "id": ArithmeticConfig(),
     "shifted": ArithmeticConfig(digits=2, min_steps=4, max_steps=5),
     "shifted_ops": ArithmeticConfig(operators="+-*"),
+    # The difficulty ladder: one-digit chains, then two-digit ones (carries and borrows), then
+    # longer three-digit ones. The task LM learns the first well, the second partly.
+    "level1": ArithmeticConfig(),
+    "level2": ArithmeticConfig(digits=2, error_unit=10),
+    "level3": ArithmeticConfig(digits=3, min_steps=3, max_steps=4, error_unit=10),
 }
+LEVELS = ("level1", "level2", "level3")
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,7 @@ class ArithmeticProblem:
     operators: tuple[str, ...]
     steps: tuple[str, ...]
     answer: int
+    template: str = "bare"
 
 
 def apply_op(op: str, x: int, y: int) -> int:
@@ -140,20 +160,36 @@ def solve(operands: Sequence[int], operators: Sequence[str]) -> tuple[tuple[str,
     return tuple(format_step(*s) for s in steps), steps[-1][3]
 
 
-def make_problem(operands: Sequence[int], operators: Sequence[str]) -> ArithmeticProblem:
-    """Build a problem from explicit operands and operators (e.g. a hand-written example)."""
+def make_problem(operands: Sequence[int], operators: Sequence[str], template: str = "bare") -> ArithmeticProblem:
+    """Build a problem from explicit operands and operators (e.g. a hand-written example), its
+    prompt in the wording `template` (see `templates.TEMPLATES`)."""
     steps, answer = solve(operands, operators)
-    return ArithmeticProblem(render_expression(operands, operators), tuple(operands),
-                             tuple(operators), steps, answer)
+    if template not in TEMPLATES:
+        raise ValueError(f"template={template!r}: expected one of {sorted(TEMPLATES)}")
+    prompt = TEMPLATES[template].render(render_expression(operands, operators), operands, operators)
+    return ArithmeticProblem(prompt, tuple(operands), tuple(operators), steps, answer, template)
+
+
+# Draws per problem before a partition is declared unreachable under a config (each partition
+# holds at least a fifth of the hash space, so a reachable one is found in a handful).
+_MAX_PARTITION_DRAWS = 10_000
 
 
 def sample_problem(rng: random.Random, cfg: ArithmeticConfig) -> ArithmeticProblem:
-    """Draw one problem: step count, operands and operators uniform under ``cfg``."""
-    n_steps = rng.randint(cfg.min_steps, cfg.max_steps)
-    low, high = 10 ** (cfg.digits - 1), 10**cfg.digits - 1
-    operands = [rng.randint(low, high) for _ in range(n_steps + 1)]
-    operators = [rng.choice(cfg.operators) for _ in range(n_steps)]
-    return make_problem(operands, operators)
+    """Draw one problem: step count, operands and operators uniform under ``cfg``, redrawn until
+    the problem is in ``cfg.partition`` (if set); its wording uniform over ``cfg.templates``."""
+    for _ in range(_MAX_PARTITION_DRAWS):
+        n_steps = rng.randint(cfg.min_steps, cfg.max_steps)
+        low, high = 10 ** (cfg.digits - 1), 10**cfg.digits - 1
+        operands = [rng.randint(low, high) for _ in range(n_steps + 1)]
+        operators = [rng.choice(cfg.operators) for _ in range(n_steps)]
+        if cfg.partition is None or partition(operands, operators) == cfg.partition:
+            break
+    else:
+        raise ValueError(f"no problem of partition {cfg.partition!r} in {_MAX_PARTITION_DRAWS} draws under {cfg}")
+    # One template: no draw, so the bare task's random stream is what it always was.
+    template = cfg.templates[0] if len(cfg.templates) == 1 else rng.choice(cfg.templates)
+    return make_problem(operands, operators, template)
 
 
 def inject_error(problem: ArithmeticProblem, rng: random.Random, cfg: ArithmeticConfig,
@@ -161,7 +197,7 @@ def inject_error(problem: ArithmeticProblem, rng: random.Random, cfg: Arithmetic
     """Corrupt one step's result and carry the wrong value through the rest correctly.
 
     Step ``k`` (uniform, or ``at_step``) is off by +/- an offset in
-    [cfg.error_offset_min, cfg.error_offset_max]; later steps are computed correctly from the
+    [cfg.error_offset_min, cfg.error_offset_max] times cfg.error_unit; later steps are computed correctly from the
     wrong value, so only step ``k`` is locally wrong. Operands are never 0, so the error reaches
     the final answer (``+``/``-`` keep it, ``* y`` scales it by y >= 1).
 
@@ -172,7 +208,7 @@ def inject_error(problem: ArithmeticProblem, rng: random.Random, cfg: Arithmetic
     k = rng.randrange(n) if at_step is None else at_step
     if not isinstance(k, int) or not 0 <= k < n:
         raise ValueError(f"at_step: expected an integer in [0, {n - 1}], got {k!r}")
-    offset = rng.randint(cfg.error_offset_min, cfg.error_offset_max) * rng.choice((-1, 1))
+    offset = rng.randint(cfg.error_offset_min, cfg.error_offset_max) * cfg.error_unit * rng.choice((-1, 1))
     value, steps = problem.operands[0], []
     for i, (op, y) in enumerate(zip(problem.operators, problem.operands[1:])):
         result = apply_op(op, value, y) + (offset if i == k else 0)
@@ -242,7 +278,8 @@ def correct_solutions(n: int, seed: int,
 
 
 _TOKEN = re.compile(r"\s*([0-9]+|[-+*()])", re.ASCII)
-_STEP = re.compile(r"(-?[0-9]+)\s*([-+*])\s*([0-9]+)\s*=\s*(-?[0-9]+)", re.ASCII)
+# A step line: optionally "Step k:", then "x op y = z" with any spacing.
+_STEP = re.compile(r"(?:Step\s*[0-9]+\s*:\s*)?(-?[0-9]+)\s*([-+*])\s*(-?[0-9]+)\s*=\s*(-?[0-9]+)", re.ASCII)
 _NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
 
 
@@ -260,12 +297,14 @@ def _tokenize(prompt: str) -> list[str]:
 
 
 def parse_prompt(prompt: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    """Operands and operators of a prompt written by ``render_expression`` (no ``eval``).
+    """Operands and operators of a prompt written by ``render_expression``, bare or in any of the
+    wordings of ``templates.TEMPLATES`` (no ``eval``).
 
     Raises:
         ValueError: the prompt is not a chain in that canonical form, e.g. ``2 + 3 * 4``, whose
             precedence would not evaluate left to right.
     """
+    prompt = bare_expression(prompt)
     tokens = _tokenize(prompt)
     flat = [t for t in tokens if t not in ("(", ")")]
     operands, operators = flat[0::2], flat[1::2]
@@ -300,11 +339,21 @@ def _parse_step(step: str) -> tuple[int, str, int, int] | None:
     return int(x), op, int(y), int(z)
 
 
+def _same_step(step: tuple[int, str, int, int] | None, truth: tuple[int, str, int, int]) -> bool:
+    """Whether a parsed step is the true one; ``+`` and ``*`` steps may give their operands in
+    either order (``17 + 23 = 40`` solves ``23 + 17``), ``-`` steps may not."""
+    if step is None:
+        return False
+    x, op, y, z = step
+    return step == truth or (op in "+*" and (y, op, x, z) == truth)
+
+
 def label_steps(prompt: str, steps: Sequence[str]) -> list[int]:
     """Grade any candidate solution step by step against the prompt.
 
-    Step i is correct iff it reads ``x op y = z`` with x the true running value before step i,
-    op and y the prompt's i-th operation and z the true result. After the first wrong step every
+    Step i is correct iff it reads ``x op y = z`` (any spacing, optionally after ``Step k:``) with x
+    the true running value before step i, op and y the prompt's i-th operation (``+`` and ``*``
+    operands in either order) and z the true result. After the first wrong step every
     label is 0 (see ``step_labels``); steps beyond the last operation are wrong. A solution that
     stops early gets 0 on its last step, whose result it presents as the final answer.
 
@@ -316,7 +365,7 @@ def label_steps(prompt: str, steps: Sequence[str]) -> list[int]:
     truth = _true_steps(*parse_prompt(prompt))
     labels, ok = [], True
     for i, step in enumerate(steps):
-        ok = ok and i < len(truth) and _parse_step(step) == truth[i]
+        ok = ok and i < len(truth) and _same_step(_parse_step(step), truth[i])
         labels.append(int(ok))
     if labels and len(steps) < len(truth):
         labels[-1] = 0

@@ -1,0 +1,142 @@
+"""The arithmetic benchmark's difficulty ladder, prompt wordings, disjoint splits, and the
+log-likelihood features that read the response given the prompt."""
+
+import dataclasses
+import random
+
+import pytest
+import torch
+
+from nexus.backbones import load_backbone
+from nexus.tasks.arithmetic import problems as arithmetic
+from nexus.tasks.arithmetic.templates import (PARTITIONS, SEEN_TEMPLATES, TEMPLATES, UNSEEN_TEMPLATES, partition,
+                                              problem_key, template_of)
+
+
+@pytest.mark.parametrize("level", arithmetic.LEVELS)
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_every_wording_parses_back_to_its_problem(level, template):
+    cfg = dataclasses.replace(arithmetic.SPLITS[level], operators="+-*", templates=(template,))
+    rng = random.Random(3)
+    for _ in range(50):
+        problem = arithmetic.sample_problem(rng, cfg)
+        assert arithmetic.parse_prompt(problem.prompt) == (problem.operands, problem.operators)
+        assert template_of(problem.prompt) == template == problem.template
+        # the grader reads the wording: the true solution is right, an injected error is not
+        assert arithmetic.gold_reward(problem.prompt, "\n".join(problem.steps)) == 1.0
+        wrong, _ = arithmetic.inject_error(problem, rng, cfg)
+        assert arithmetic.gold_reward(problem.prompt, "\n".join(wrong)) == 0.0
+    assert set(SEEN_TEMPLATES).isdisjoint(UNSEEN_TEMPLATES)
+
+
+def test_a_prompt_in_no_wording_is_refused_by_name():
+    with pytest.raises(ValueError, match="unexpected character 'T'"):
+        arithmetic.parse_prompt("Tell me 2 + 3.")
+    with pytest.raises(ValueError, match=r"templates\[1\]='poem'"):
+        arithmetic.ArithmeticConfig(templates=("bare", "poem"))
+
+
+def test_one_wording_keeps_the_original_random_stream():
+    # Data of the bare task drawn before wordings existed must not change.
+    pair = arithmetic.generate(3, 0)["pairwise"][0]
+    assert (pair.prompt, pair.chosen, pair.rejected) == ("7 - 1 - 5 - 9", "7 - 1 = 6\n6 - 5 = 1\n1 - 9 = -8",
+                                                         "7 - 1 = 6\n6 - 5 = 1\n1 - 9 = -9")
+
+
+def test_the_grader_accepts_equivalent_step_formats_and_nothing_else():
+    prompt = "Compute (23 + 17) * 4 - 9."
+    assert arithmetic.label_steps(prompt, ["Step 1: 17+23=40", "4 * 40 = 160", "160 - 9 = 151"]) == [1, 1, 1]
+    # subtraction does not commute; a commuted step with the wrong result is wrong
+    assert arithmetic.label_steps(prompt, ["23 + 17 = 40", "40 * 4 = 160", "9 - 160 = 151"]) == [1, 1, 0]
+    assert arithmetic.label_steps(prompt, ["17 + 23 = 41", "41 * 4 = 164", "164 - 9 = 155"]) == [0, 0, 0]
+    # a negative running value may come second in a commuted step
+    assert arithmetic.label_steps("2 - 7 + 3", ["2 - 7 = -5", "3 + -5 = -2"]) == [1, 1]
+
+
+@pytest.mark.parametrize("level", ["level2", "level3"])
+def test_carry_errors_keep_the_last_digit(level):
+    cfg = arithmetic.SPLITS[level]
+    pairs = arithmetic.generate(200, 5, cfg)["pairwise"]
+    for pair in pairs:
+        k = pair.extra["error_step"]
+        right = arithmetic.parse_steps(pair.chosen)[k].rsplit("=", 1)[1]
+        wrong = arithmetic.parse_steps(pair.rejected)[k].rsplit("=", 1)[1]
+        offset = int(wrong) - int(right)
+        assert offset != 0 and offset % 10 == 0 and abs(offset) <= 10 * cfg.error_offset_max
+
+
+def test_partitions_split_problems_disjointly_whatever_the_wording():
+    keys = {}
+    for name in PARTITIONS:
+        cfg = dataclasses.replace(arithmetic.SPLITS["level1"], templates=SEEN_TEMPLATES + UNSEEN_TEMPLATES,
+                                  partition=name)
+        drawn = arithmetic.generate(400, 11, cfg)["pairwise"]
+        keys[name] = {problem_key(*arithmetic.parse_prompt(p.prompt)) for p in drawn}
+        assert all(partition(*arithmetic.parse_prompt(p.prompt)) == name for p in drawn)
+    assert keys["lm"].isdisjoint(keys["rm"]) and keys["lm"].isdisjoint(keys["eval"])
+    assert keys["rm"].isdisjoint(keys["eval"])
+    # without a partition the draw covers all three in about their shares (60/20/20)
+    rng = random.Random(0)
+    drawn = [arithmetic.sample_problem(rng, arithmetic.SPLITS["level2"]) for _ in range(3000)]
+    share = sum(partition(p.operands, p.operators) == "lm" for p in drawn) / len(drawn)
+    assert 0.55 < share < 0.65
+
+
+def test_the_ladder_lm_trains_only_on_its_partition_and_seen_wordings():
+    from nexus.tasks.arithmetic.task_lm import LADDER, training_solutions
+
+    small = dataclasses.replace(LADDER, n_examples=900)
+    data = training_solutions(small)
+    assert len(data) == 900
+    assert {template_of(prompt) for prompt, _ in data} == set(SEEN_TEMPLATES)
+    assert {partition(*arithmetic.parse_prompt(prompt)) for prompt, _ in data} == {"lm"}
+    digits = {len(str(arithmetic.parse_prompt(prompt)[0][0])) for prompt, _ in data}
+    assert digits == {1, 2, 3}
+
+
+def _response_logprobs_by_hand(bb, prompt, response):
+    """Mean and min log p of the response's tokens (and eos) given the prompt, from the LM itself."""
+    lm = bb.model
+    head = bb.tokenizer(arithmetic_plain(prompt, ""), add_special_tokens=False)["input_ids"]
+    ids = bb.token_ids([prompt], [response])[0]
+    assert ids[:len(head)] == head
+    logits = lm(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    logp = torch.stack([logits[t - 1, ids[t]] for t in range(len(head), len(ids))])
+    return torch.stack([logp.mean(), logp.min()])
+
+
+def arithmetic_plain(prompt, response):
+    from nexus.backbones.backbone import PLAIN_TEMPLATE
+
+    return PLAIN_TEMPLATE.format(prompt=prompt, response=response)
+
+
+@torch.inference_mode()
+def test_log_likelihood_features_read_the_response_given_the_prompt():
+    bb = load_backbone("tiny-gpt2", lm_logprobs=True).eval()
+    prompts = ["What is 2 + 3? Work it out step by step.", "4 - 1"]
+    responses = ["2 + 3 = 5", "4 - 1 = 3"]
+    features = bb(**bb.encode(prompts, responses))[:, -2:]
+    for row, (prompt, response) in enumerate(zip(prompts, responses)):
+        torch.testing.assert_close(features[row], _response_logprobs_by_hand(bb, prompt, response), atol=1e-5, rtol=0)
+    whole = load_backbone("tiny-gpt2", lm_logprobs=True, logprob_scope="input").eval()
+    assert not torch.allclose(whole(**whole.encode(prompts, responses))[:, -2:], features, atol=1e-3)
+    # the packed layout (a shared prompt read once) gives the same features
+    ids = bb.token_ids(prompts[:1] * 2, ["2 + 3 = 5", "2 + 3 = 6"])
+    shared = next(i for i, (a, b) in enumerate(zip(*ids)) if a != b)
+    packed = bb.packed_features([(ids[0][:shared], [ids[0][shared:], ids[1][shared:]])])
+    plain = bb(**bb.encode(prompts[:1] * 2, ["2 + 3 = 5", "2 + 3 = 6"]))
+    torch.testing.assert_close(packed, plain, atol=1e-4, rtol=0)
+
+
+def test_a_checkpoint_saved_before_the_scope_existed_keeps_reading_every_token(tmp_path):
+    from nexus.backbones.backbone import Backbone
+
+    bb = load_backbone("tiny-gpt2", lm_logprobs=True)
+    spec = bb.spec()
+    assert spec["logprob_scope"] == "response"
+    bb.save_architecture(tmp_path)
+    del spec["logprob_scope"]
+    assert Backbone.from_architecture(tmp_path, spec).logprob_scope == "input"
+    with pytest.raises(ValueError, match="logprob_scope='prompt'"):
+        load_backbone("tiny-gpt2", lm_logprobs=True, logprob_scope="prompt")
