@@ -4,6 +4,7 @@ evaluation tables, logger setup, RM training."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass
@@ -102,16 +103,7 @@ def load_data(data: DictConfig, train_format: str = "pairwise") -> RunData:
     """The data named by the `data` config group: training examples in `train_format`
     (pairwise, outcome or process: what the model trains on), evaluation pairs always pairwise."""
     if data.name == "arithmetic":
-        check_config_sizes(data, DATA_SIZES, "data")
-        make = lambda n, seed, split, kind="pairwise": (  # noqa: E731
-            arithmetic.generate(n, seed, arithmetic.SPLITS[split])[kind])
-        train = make(data.n_train, data.train_seed, data.train_split, train_format)
-        if train_format == "pairwise":
-            train = flip_preferences(train, data.get("label_noise", 0.0), seed=data.train_seed)
-        evals = {split: make(data.n_eval, data.eval_seed, split) for split in data.eval_splits}
-        n_cal = data.get("n_calibration", 0)
-        calibration = make(n_cal, data.calibration_seed, data.train_split) if n_cal else None
-        return RunData(train, evals, calibration)
+        return arithmetic_data(data, train_format)
     if data.name == "jsonl":
         calibration = read_pairwise(data.calibration_file) if data.get("calibration_file") else None
         return RunData(read_jsonl(data.train_file, train_format),
@@ -128,6 +120,54 @@ def load_data(data: DictConfig, train_format: str = "pairwise") -> RunData:
     raise ValueError(f"data.name={data.name!r}: expected 'arithmetic', 'jsonl' or 'hf'")
 
 
+def arithmetic_tasks(data: DictConfig, splits, partition: str | None, templates) -> list:
+    """The task configs of `splits` (one name or a list: a mixture), in the wordings `templates`,
+    drawn from `partition` when `data.partitioned` (else from every problem, as before partitions)."""
+    names = [splits] if isinstance(splits, str) else list(splits)
+    for i, name in enumerate(names):
+        if name not in arithmetic.SPLITS:
+            raise ValueError(f"data split {name!r} (index {i}): expected one of {sorted(arithmetic.SPLITS)}")
+    return [dataclasses.replace(arithmetic.SPLITS[name], templates=tuple(templates),
+                                partition=partition if data.get("partitioned", False) else None) for name in names]
+
+
+def draw(n: int, seed: int, tasks: list, kind: str = "pairwise") -> list:
+    """`n` examples of format `kind` split evenly over `tasks` (each with its own seed offset)."""
+    out = []
+    for i, task in enumerate(tasks):
+        share = n // len(tasks) + (i < n % len(tasks))
+        if share:
+            examples = arithmetic.generate(share, seed + 7919 * i, task)[kind]
+            for example in examples:  # problem ids stay unique across the mixture's parts
+                example.extra["problem_id"] += i * n
+            out += examples
+    return out
+
+
+def arithmetic_data(data: DictConfig, train_format: str) -> RunData:
+    """The built-in task's data. Training (and the validation pairs of temperature scaling) come
+    from `train_split` (a split or a mixture of them) in the wordings `data.templates`; evaluation
+    from each of `eval_splits`, once per wording group of `data.eval_templates` (named
+    "<split>/<group>", e.g. "level2/unseen") or in the training wordings (named "<split>"). With
+    `data.partitioned` the RM's problems and the evaluation problems come from disjoint partitions,
+    both disjoint from the task LM's."""
+    check_config_sizes(data, DATA_SIZES, "data")
+    templates = data.get("templates") or ["bare"]
+    train_tasks = arithmetic_tasks(data, data.train_split, "rm", templates)
+    train = draw(data.n_train, data.train_seed, train_tasks, train_format)
+    if train_format == "pairwise":
+        train = flip_preferences(train, data.get("label_noise", 0.0), seed=data.train_seed)
+    groups = data.get("eval_templates") or {}
+    evals = {}
+    for split in data.eval_splits:
+        for group, wordings in (groups.items() if groups else [(None, templates)]):
+            name = split if group is None else f"{split}/{group}"
+            evals[name] = draw(data.n_eval, data.eval_seed, arithmetic_tasks(data, split, "eval", wordings))
+    n_cal = data.get("n_calibration", 0)
+    calibration = draw(n_cal, data.calibration_seed, train_tasks) if n_cal else None
+    return RunData(train, evals, calibration)
+
+
 def calibrate(rm, pairs: list[PairwiseExample] | None) -> float | None:
     """Fit the RM's preference temperature on validation pairs (None: leave T = 1).
 
@@ -142,6 +182,20 @@ def calibrate(rm, pairs: list[PairwiseExample] | None) -> float | None:
     except UninformativePairsError as err:
         warnings.warn(f"{type(rm).__name__}: preference temperature left at 1: {err}", stacklevel=2)
         return None
+
+
+def standardize_ensemble(rm, pairs: list[PairwiseExample] | None) -> int:
+    """Standardise an ensemble's members on validation pairs' responses, chosen and rejected
+    (`EnsembleRewardModel.standardize_members`); other families, or no pairs, are left as they are.
+
+    Returns how many responses it was fitted on (0: not fitted). Call it before `calibrate`, whose
+    temperature reads the standardised members.
+    """
+    if not pairs or not hasattr(rm, "standardize_members"):
+        return 0
+    prompts = [p.prompt for p in pairs]
+    rm.standardize_members(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    return 2 * len(pairs)
 
 
 def evaluation_report(rm, evals: dict, out_dir: Path, extra_columns: dict | None = None) -> str:

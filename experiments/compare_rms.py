@@ -24,8 +24,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
-from experiments.common import (RunData, calibrate, check_experiment_sizes, derive_config, group_options, load_data,
-                                log_study, train_rm)
+from experiments.common import (RunData, arithmetic_tasks, calibrate, check_experiment_sizes, derive_config,
+                                group_options, load_data, log_study, standardize_ensemble, train_rm)
 from nexus import metrics
 from nexus.tasks import arithmetic
 from nexus.evaluation import pairwise_report, score_pairs
@@ -86,9 +86,32 @@ def training_format(rm, train: bool) -> str | None:
     return fmt
 
 
-def train_family(cfg: DictConfig, family: str, data: dict, out_dir: Path) -> tuple[object, dict]:
-    """Build one family on the run's backbone and train it; return it and what it trained on."""
+def loglik_variants(cfg: DictConfig, family: str) -> list[bool | None]:
+    """The settings of the log-likelihood features to compare `family` under: each of
+    `experiment.loglik` for a family whose head reads the backbone's features, else [None] (the
+    factor does not apply: a judge, rules)."""
+    from hydra.utils import get_class
+
+    target = OmegaConf.load(family_yamls(cfg.experiment)[family]).get("_target_")
+    reads = target is not None and getattr(get_class(target), "reads_features", False)
+    options = cfg.experiment.get("loglik")
+    if not reads or options is None:
+        return [None]
+    return [bool(v) for v in options]
+
+
+def variant_name(family: str, loglik: bool | None, variants: list) -> str:
+    """The row name of one variant: the family, marked +ll / -ll when both settings run."""
+    return family if len(variants) == 1 else f"{family}{'+ll' if loglik else '-ll'}"
+
+
+def train_family(cfg: DictConfig, family: str, data: dict, out_dir: Path,
+                 loglik: bool | None = None) -> tuple[object, dict]:
+    """Build one family on the run's backbone (its log-likelihood features set to `loglik`, unless
+    None) and train it; return it and what it trained on."""
     fam = family_config(cfg, family)
+    if loglik is not None:
+        fam = derive_config(fam, backbone={"lm_logprobs": loglik})
     set_seed(cfg.seed)
     rm = instantiate(fam.model)  # the family's YAML nests the run's backbone (`backbone: ${backbone}`)
     fmt = training_format(rm, fam.train)
@@ -100,23 +123,31 @@ def train_family(cfg: DictConfig, family: str, data: dict, out_dir: Path) -> tup
     return rm, {"trained_on": f"{fmt} ({len(data[fmt].train)})", "train_s": train_s}
 
 
-def pairwise_columns(rm, data: RunData) -> tuple[dict, np.ndarray]:
-    """Accuracy, ECE and Brier per eval split (temperature fitted on the validation pairs first),
-    and P(chosen preferred) on the first split, for the reliability diagram."""
+def pairwise_columns(rm, data: RunData) -> tuple[dict, list[dict], np.ndarray]:
+    """Accuracy, ECE and Brier per eval set (an ensemble's members standardised and the temperature
+    fitted on the validation pairs first): as columns "<metric>_<set>", and as rows of the long
+    table (one per set: its level and wording group split out); and P(chosen preferred) on the
+    first set, for the reliability diagram."""
+    standardize_ensemble(rm, data.calibration)
     calibrate(rm, data.calibration)
-    columns, first = {}, None
-    for split, pairs in data.evals.items():
+    columns, long, first = {}, [], None
+    for name, pairs in data.evals.items():
         scores = score_pairs(rm, pairs)
         report = pairwise_report(scores)
-        columns.update({f"{key}_{split}": report[key] for key in ("accuracy", "ece", "brier")})
+        columns.update({f"{key}_{name}": report[key] for key in ("accuracy", "ece", "brier")})
+        level, _, wording = name.partition("/")
+        long.append({"eval_set": name, "level": level, "wording": wording or "training",
+                     **{key: report[key] for key in ("accuracy", "ece", "brier")}})
         first = scores.p_chosen if first is None else first
-    return columns, first
+    return columns, long, first
 
 
 def policy_pools(cfg: DictConfig) -> dict:
     """One pool of N policy samples per held-out problem, with gold rewards and final answers."""
     exp = cfg.experiment
-    problems = arithmetic.generate(exp.n_problems, exp.test_seed, arithmetic.SPLITS[exp.split])["pairwise"]
+    wordings = exp.get("pool_templates") or cfg.data.get("templates") or ["bare"]
+    task = arithmetic_tasks(cfg.data, exp.split, "eval", wordings)[0]
+    problems = arithmetic.generate(exp.n_problems, exp.test_seed, task)["pairwise"]
     prompts = [p.prompt for p in problems]
     policy = instantiate(exp.policy)
     pools = generate_cached(policy, prompts, exp.n_candidates, seed=cfg.seed + 7, cache_dir=exp.get("cache_dir"))
@@ -170,22 +201,26 @@ def summarise(values: dict[str, np.ndarray], ns: list[int], resamples: int, seed
     return rows, bands
 
 
-def evaluate_family(cfg: DictConfig, family: str, data: dict, pools: dict, out_dir: Path) -> tuple:
-    """Train (or not) one family, then its table row, reliability curve and best-of-n values."""
-    exp = cfg.experiment
-    rm, info = train_family(cfg, family, data, out_dir)
-    columns, p_chosen = pairwise_columns(rm, data["pairwise"])
+def evaluate_family(cfg: DictConfig, family: str, data: dict, pools: dict, out_dir: Path,
+                    loglik: bool | None = None, name: str | None = None) -> tuple:
+    """Train (or not) one family (with the log-likelihood features `loglik`, unless None), then its
+    table row, its rows of the long pairwise table, reliability curve and best-of-n values."""
+    exp, name = cfg.experiment, name or family
+    rm, info = train_family(cfg, family, data, out_dir, loglik)
+    columns, long, p_chosen = pairwise_columns(rm, data["pairwise"])
     outputs, per_s = score_pools(rm, pools)
     values = selection_values(outputs, pools, exp)
     if exp.save_models:
-        rm.save_pretrained(out_dir / "models" / family)
+        rm.save_pretrained(out_dir / "models" / name)
     argmax = values["argmax"].mean(axis=0) if "argmax" in values else [float("nan")] * len(exp.ns)
-    row = {"family": family, "trained_on": info["trained_on"], **columns,
+    ll = "n/a" if loglik is None else ("on" if loglik else "off")
+    row = {"family": name, "loglik": ll, "trained_on": info["trained_on"], **columns,
            **{f"bo{n}": float(v) for n, v in zip(exp.ns, argmax)},
            "responses_per_s": per_s, "train_s": info["train_s"]}
-    print(f"{family}: trained on {info['trained_on']} in {info['train_s']:.1f} s; scored {per_s:.0f} responses/s; "
+    long = [{"family": family, "loglik": ll, **r} for r in long]
+    print(f"{name}: trained on {info['trained_on']} in {info['train_s']:.1f} s; scored {per_s:.0f} responses/s; "
           f"best-of-{exp.ns[-1]} {row[f'bo{exp.ns[-1]}']:.3f}", flush=True)
-    return row, p_chosen, {f"{family}/{rule}": v for rule, v in values.items()}
+    return row, long, p_chosen, {f"{name}/{rule}": v for rule, v in values.items()}
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -200,14 +235,18 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     pools = policy_pools(cfg)
     pass_rate = float(np.mean(pools["gold"]))
     print(f"{len(families)} families: {families}; policy pass rate {pass_rate:.3f}", flush=True)
-    rows, curves, values = [], {}, {}
+    rows, pairwise, curves, values = [], [], {}, {}
     for family in families:
-        row, curves[family], family_values = evaluate_family(cfg, family, data, pools, out_dir)
-        rows.append(row)
-        values.update(family_values)
+        variants = loglik_variants(cfg, family)
+        for loglik in variants:
+            name = variant_name(family, loglik, variants)
+            row, long, curves[name], family_values = evaluate_family(cfg, family, data, pools, out_dir, loglik, name)
+            rows.append(row)
+            pairwise += long
+            values.update(family_values)
     values.update(baseline_values(pools, list(exp.ns)))
     selection, bands = summarise(values, list(exp.ns), exp.bootstrap_resamples, cfg.seed)
-    extra = {"selection": selection, "bootstrap_95": {m: dict(zip(map(str, exp.ns), b)) for m, b in bands.items()},
+    extra = {"selection": selection, "pairwise": pairwise, "bootstrap_95": {m: dict(zip(map(str, exp.ns), b)) for m, b in bands.items()},
              "policy_pass_rate": pass_rate, "n_problems": len(pools["prompts"]), "n_candidates": exp.n_candidates,
              "families": families}
     table = write_tables(out_dir, rows, selection, extra)
@@ -221,11 +260,16 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
 
 def write_tables(out_dir: Path, rows: list[dict], selection: list[dict], extra: dict) -> str:
-    """metrics.json/.csv (families), selection.csv, results.md (both tables); return the Markdown."""
+    """metrics.json/.csv (families), selection.csv, pairwise.csv, results.md (the families with their
+    accuracies, the selection rules, and every evaluation set's accuracy, ECE and Brier); return
+    the Markdown."""
     write_report(out_dir, rows, extra)
     write_csv(out_dir / "selection.csv", selection)
-    table = (f"## Reward models\n\n{markdown_table(rows)}\n\n## Best-of-n selection "
-             f"(policy pass rate {extra['policy_pass_rate']:.4f})\n\n{markdown_table(selection)}")
+    write_csv(out_dir / "pairwise.csv", extra["pairwise"])
+    brief = [{k: v for k, v in row.items() if not k.startswith(("ece_", "brier_"))} for row in rows]
+    table = (f"## Reward models\n\n{markdown_table(brief)}\n\n## Best-of-n selection "
+             f"(policy pass rate {extra['policy_pass_rate']:.4f})\n\n{markdown_table(selection)}\n\n"
+             f"## Every evaluation set\n\n{markdown_table(extra['pairwise'])}")
     (out_dir / "results.md").write_text(table + "\n")
     return table
 

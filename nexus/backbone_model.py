@@ -21,6 +21,7 @@ class BackboneRewardModel(RewardModel):
 
     saved_entries: ClassVar[tuple[str, ...]] = (BACKBONE_DIR,)
     reads_conversations: ClassVar[bool] = True  # the backbone renders them with its chat template
+    reads_features: ClassVar[bool] = True
 
     length_unit: ClassVar[str] = "tokens"
 

@@ -59,6 +59,9 @@ class RewardModel(nn.Module, ABC):
     reads_conversations: ClassVar[bool] = False
     # The data the family trains on: "pairwise" (Bradley-Terry), "outcome" or "process" (per-token labels).
     data_format: ClassVar[str] = "pairwise"
+    # Whether the family's head reads the backbone's pooled features (so the log-likelihood features
+    # `Backbone(lm_logprobs=True)` appends change what it sees); a judge reading its LM head does not.
+    reads_features: ClassVar[bool] = False
     # Whether `_score_packed` exists: `score` then reads a prompt shared by several inputs once.
     packs_prompts: ClassVar[bool] = False
     # Top-level names (fnmatch patterns) `_save_extra` writes beside config.json and model.safetensors;

@@ -121,6 +121,7 @@ class GenerativeRewardModel(BackboneRewardModel):
     """
 
     reads_conversations = False  # its prompt templates take text: conversations arrive as plain text
+    reads_features = False  # the verdict is read from the LM head, not from pooled features
     model_type = "generative"
     saved_entries = (BACKBONE_DIR, PROMPTS_DIR)
     data_format: ClassVar[str] = "outcome"
