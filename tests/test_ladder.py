@@ -140,3 +140,49 @@ def test_a_checkpoint_saved_before_the_scope_existed_keeps_reading_every_token(t
     assert Backbone.from_architecture(tmp_path, spec).logprob_scope == "input"
     with pytest.raises(ValueError, match="logprob_scope='prompt'"):
         load_backbone("tiny-gpt2", lm_logprobs=True, logprob_scope="prompt")
+
+
+def test_the_ladder_report_pairs_runs_by_seed(tmp_path):
+    import json as _json
+
+    from experiments.ladder_report import report
+
+    # Two variants over three seeds: b is a, less 0.1, plus seed noise shared by both (paired),
+    # so the paired difference is exactly 0.1 with no spread while the unpaired means overlap.
+    for seed, shared in enumerate([0.0, 0.2, -0.2]):
+        rows = [{"family": "scalar", "loglik": "on", "eval_set": "level2/seen", "accuracy": 0.7 + shared},
+                {"family": "outcome", "loglik": "off", "eval_set": "level2/seen", "accuracy": 0.6 + shared},
+                {"family": "rules", "loglik": "n/a", "eval_set": "level2/seen", "accuracy": 0.5 + 0.1 * seed}]
+        run = tmp_path / str(seed)
+        run.mkdir()
+        (run / "metrics.json").write_text(_json.dumps({"rows": [], "pairwise": rows}))
+    text = report(tmp_path)
+    result = _json.loads((tmp_path / "ladder.json").read_text())
+    diff = next(d for d in result["differences"] if {d["a"], d["b"]} == {"scalar (ll on)", "outcome (ll off)"})
+    assert abs(abs(diff["difference"]) - 0.1) < 1e-9 and diff["differs"]
+    vs_rules = next(d for d in result["differences"] if {d["a"], d["b"]} == {"scalar (ll on)", "rules"})
+    assert not vs_rules["differs"]  # 0.2, 0.3, -0.2: the interval spans 0
+    assert "scalar (ll on)" in text and (tmp_path / "ladder.png").stat().st_size > 0
+
+
+def test_the_ladder_data_of_a_run_keeps_lm_rm_and_evaluation_problems_apart():
+    from omegaconf import OmegaConf
+
+    from experiments.common import CONF, load_data
+    from nexus.tasks.arithmetic.task_lm import LADDER, training_solutions
+
+    ladder = OmegaConf.load(CONF / "data" / "ladder.yaml")
+    del ladder["defaults"]
+    data = OmegaConf.merge(OmegaConf.load(CONF / "data" / "arithmetic.yaml"), ladder,
+                           {"n_train": 300, "n_eval": 60, "n_calibration": 60})
+    run = load_data(data)
+    key = lambda pairs: {problem_key(*arithmetic.parse_prompt(p.prompt)) for p in pairs}  # noqa: E731
+    rm = key(run.train) | key(run.calibration)
+    evaluation = set().union(*(key(pairs) for pairs in run.evals.values()))
+    lm = {problem_key(*arithmetic.parse_prompt(p)) for p, _ in training_solutions(
+        dataclasses.replace(LADDER, n_examples=3000))}
+    assert rm and evaluation and lm
+    assert rm.isdisjoint(evaluation) and lm.isdisjoint(rm) and lm.isdisjoint(evaluation)
+    assert sorted(run.evals) == [f"{lv}/{g}" for lv in arithmetic.LEVELS for g in ("seen", "unseen")]
+    assert {template_of(p.prompt) for p in run.evals["level2/unseen"]} == set(UNSEEN_TEMPLATES)
+    assert {template_of(p.prompt) for p in run.train} == set(SEEN_TEMPLATES)
