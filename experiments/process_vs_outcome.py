@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import train_rm
+from experiments.common import arithmetic_tasks, train_rm
 from nexus import metrics
 from nexus.tasks import arithmetic
 from nexus.data.formats import OutcomeExample, ProcessExample
@@ -33,10 +33,16 @@ from nexus.sampling.best_of_n import best_of_n_expectation, majority_vote_expect
 from nexus.tasks.arithmetic.shepherd import arithmetic_correct, shepherd_labels
 
 
-def labelled_samples(exp: DictConfig, policy, seed: int) -> tuple[list[ProcessExample], list[OutcomeExample]]:
+def task(cfg: DictConfig, partition: str) -> arithmetic.ArithmeticConfig:
+    """The task config of `experiment.split` in the data's wordings, from `partition` when the
+    data is partitioned (training problems from "rm", test problems from "eval")."""
+    return arithmetic_tasks(cfg.data, cfg.experiment.split, partition, cfg.data.get("templates") or ["bare"])[0]
+
+
+def labelled_samples(cfg: DictConfig, policy, seed: int) -> tuple[list[ProcessExample], list[OutcomeExample]]:
     """Policy samples on training problems, as process (per-step) and outcome (final answer) data."""
-    cfg = arithmetic.SPLITS[exp.split]
-    prompts = [p.prompt for p in arithmetic.generate(exp.n_train_problems, exp.train_seed, cfg)["pairwise"]]
+    exp = cfg.experiment
+    prompts = [p.prompt for p in arithmetic.generate(exp.n_train_problems, exp.train_seed, task(cfg, "rm"))["pairwise"]]
     samples = generate_cached(policy, prompts, exp.train_samples, seed=seed)
     flat = [(p, s, arithmetic.parse_steps(s) or [""]) for p, ss in zip(prompts, samples) for s in ss]
     if exp.labels == "exact":
@@ -61,15 +67,14 @@ def train(cfg: DictConfig, model_cfg: DictConfig, data, out_dir: Path):
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     exp = cfg.experiment
     policy = instantiate(exp.policy)
-    process, outcome = labelled_samples(exp, policy, cfg.seed)
+    process, outcome = labelled_samples(cfg, policy, cfg.seed)
     print(f"{len(process)} training solutions, {np.mean([o.label for o in outcome]):.1%} correct", flush=True)
     prm, prm_s = train(cfg, exp.prm, process, out_dir / "prm")
     orm, orm_s = train(cfg, exp.orm, outcome, out_dir / "orm")
     prm.save_pretrained(out_dir / "models" / "prm")
     orm.save_pretrained(out_dir / "models" / "orm")
 
-    test_cfg = arithmetic.SPLITS[exp.split]
-    prompts = [p.prompt for p in arithmetic.generate(exp.n_test_problems, exp.test_seed, test_cfg)["pairwise"]]
+    prompts = [p.prompt for p in arithmetic.generate(exp.n_test_problems, exp.test_seed, task(cfg, "eval"))["pairwise"]]
     pools = generate_cached(policy, prompts, exp.n_candidates, seed=cfg.seed + 7)
     flat_prompts = [p for p, pool in zip(prompts, pools) for _ in pool]
     flat = [s for pool in pools for s in pool]
@@ -113,14 +118,19 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     rows = [{"method": name, **{f"bo{n}": float(np.mean([v[n] for v in values])) for n in exp.ns},
              "correct_above_wrong": float(np.mean(within[name])) if name in within else float("nan")}
             for name, values in methods.items()]
+    # 95% bootstrap intervals over test problems of every best-of-n value (seeds: aggregate a multirun)
+    bands = {name: [metrics.bootstrap_interval(np.mean, np.array([v[n] for v in values]),
+                                               n_resamples=exp.get("bootstrap_resamples", 1000), seed=cfg.seed)
+                    for n in exp.ns] for name, values in methods.items()}
     extra = {"step_auroc": step_auroc, "processbench": bench, "train_seconds": {"prm": prm_s, "orm": orm_s},
              "prm_score_seconds": prm_score_s, "n_candidates_scored": len(flat),
              "train_solutions": len(process), "train_correct": float(np.mean([o.label for o in outcome])),
-             "policy_pass_rate": float(np.mean([arithmetic.gold_reward(p, s) for p, s in zip(flat_prompts, flat)]))}
+             "policy_pass_rate": float(np.mean([arithmetic.gold_reward(p, s) for p, s in zip(flat_prompts, flat)])),
+             "bootstrap_95": {name: dict(zip(map(str, exp.ns), b)) for name, b in bands.items()}}
     table = write_report(out_dir, rows, extra)
     plot_best_of_n(out_dir / "best_of_n.png", rows, list(exp.ns), "bo", ("random", "oracle"), "n (candidates)",
                    "accuracy of the selected solution",
-                   f"Best-of-n on arithmetic ({exp.split}), policy {policy.name}")
+                   f"Best-of-n on arithmetic ({exp.split}), policy {policy.name}", bands)
     print(f"\n{table}\n\nPRM step AUROC {step_auroc:.4f}; ProcessBench {bench}\nwritten to {out_dir}", flush=True)
     return {"rows": rows, **extra}
 

@@ -42,9 +42,9 @@ def write_csv(path: Path, rows: Sequence[dict]) -> None:
 
 
 def plot_best_of_n(path: Path, rows: Sequence[dict], ns: Sequence[int], key: str, baselines: Sequence[str],
-                   xlabel: str, ylabel: str, title: str) -> None:
+                   xlabel: str, ylabel: str, title: str, bands: dict | None = None) -> None:
     """One line per row (`row["method"]`) through `row[f"{key}{n}"]` for n in `ns`, log-x;
-    `baselines` are dashed."""
+    `baselines` are dashed; `bands` ({method: [(low, high) per n]}) are shaded around their lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +53,10 @@ def plot_best_of_n(path: Path, rows: Sequence[dict], ns: Sequence[int], key: str
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for row in rows:
         style = "--" if row["method"] in baselines else "-"
-        ax.plot(ns, [row[f"{key}{n}"] for n in ns], style, marker="o", label=row["method"])
+        line, = ax.plot(ns, [row[f"{key}{n}"] for n in ns], style, marker="o", label=row["method"])
+        if bands and row["method"] in bands:
+            low, high = zip(*bands[row["method"]])
+            ax.fill_between(ns, low, high, color=line.get_color(), alpha=0.12)
     ax.set(xscale="log", xlabel=xlabel, ylabel=ylabel, title=title)
     ax.set_xticks(ns, [str(n) for n in ns])
     ax.legend(fontsize=7)
