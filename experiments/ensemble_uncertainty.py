@@ -1,7 +1,9 @@
 """The ensemble-uncertainty study: `python -m experiments.run experiment=ensemble_uncertainty`.
 
-For each label-noise rate and each ensemble variant (member form and source of diversity), train
-on `arithmetic` preferences and measure, for K members, on an in-distribution and a shifted split:
+For each label-noise rate and each ensemble variant (member form, head and source of diversity),
+train on `arithmetic` preferences, standardise the members on the validation pairs' responses
+(`EnsembleRewardModel.standardize_members`, so that member spreads compare like with like) and
+measure, for K members, on an in-distribution and a shifted split:
 accuracy, calibration (ECE before and after temperature scaling, Brier, NLL), how well the
 uncertainty predicts the ensemble's own mistakes (AUROC with a bootstrap interval), selective
 prediction (area under the risk-coverage curve) and the mean epistemic variance.
@@ -24,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy import special
 from transformers import set_seed
 
-from experiments.common import derive_config, load_data, train_rm
+from experiments.common import derive_config, load_data, standardize_ensemble, train_rm
 from nexus import metrics
 from nexus.calibration import fit_temperature
 from nexus.evaluation import score_pairs
@@ -183,6 +185,7 @@ def run(cfg: DictConfig, out_dir: Path) -> list[dict]:
                 start = time.perf_counter()
                 rm = train_ensemble(cfg, variant, size, data.train, out_dir)
                 timings[f"noise={noise} {name} k={size}"] = round(time.perf_counter() - start, 1)
+                standardize_ensemble(rm, data.calibration)  # before saving: the checkpoint keeps it
                 if exp.save_models:
                     rm.save_pretrained(out_dir / "models" / f"noise{noise}" / f"{name}_k{size}")
                 sets = {"calibration": MemberScores.of(rm, data.calibration)}

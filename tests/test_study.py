@@ -45,8 +45,9 @@ def test_cell_metrics_read_uncertainty_and_mistakes():
 def test_tiny_study_writes_every_cell_and_loadable_models(tmp_path):
     overrides = ["experiment=ensemble_uncertainty", "+debug=ensemble_uncertainty"]  # K in {1, 2}
     rows = run(compose_config(tmp_path, "run", overrides), tmp_path)
-    # 2 noise rates x (shared K=1,2 + shared_bank K=2 + finetune K=1,2 + pretrain K=1,2) x 2 splits
-    assert len(rows) == 2 * 7 * 2
+    # 2 noise rates x (shared K=1,2 + shared_gaussian K=2 + shared_bank K=2 + finetune K=1,2 + pretrain K=1,2)
+    # x 2 splits
+    assert len(rows) == 2 * 8 * 2
     with open(tmp_path / "metrics.csv") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
     for name in ("results.md", "summary.md", "reliability_noise0.png", "reliability_noise25.png",
@@ -55,11 +56,13 @@ def test_tiny_study_writes_every_cell_and_loadable_models(tmp_path):
     for r in rows:
         assert 0 <= r["ece"] <= 1 and r["temperature"] > 0 and math.isfinite(r["nll"])
         assert (r["epistemic_var"] == 0) == (r["k"] == 1)
+        assert (r["aleatoric_var"] > 0) == (r["variant"] == "shared_gaussian")
     again = run(compose_config(tmp_path / "again", "run", [*overrides, f"experiment.scores_from={tmp_path}"]),
                 tmp_path / "again")
     assert again == rows  # the metrics come from the saved scores alone
     rm = nexus.load(tmp_path / "models" / "noise0.25" / "pretrain_seed_k2")
     assert rm.form == "independent" and len(rm.backbones) == 2
+    assert rm.reference_size == 2 * 48  # standardised on the debug config's 48 validation pairs
     out = rm.score(["1 + 2"], ["1 + 2 = 3"])
     assert out.uncertainty.shape == (1,) and set(out.extras) >= {"epistemic_var", "aleatoric_var"}
 

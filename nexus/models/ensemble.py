@@ -10,6 +10,10 @@ init seeds, bootstrap resampling of the training pairs (Efron 1979; Lakshminaray
 2018). Uncertainty splits into aleatoric (the mean predicted variance) and epistemic (the
 variance of the member means), as in Depeweg et al. 2018.
 
+Bradley-Terry training fixes each member's reward only up to a shift (and the members' scales
+drift apart), so the worst case, UWO, LCB and the epistemic variance compare arbitrary offsets
+unless the members are first standardised on a reference set (`standardize_members`).
+
 Legend: b batch, n tokens, d features, k members.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +37,8 @@ from nexus.validation import check_positive_int
 
 AGGREGATIONS = ("mean", "min", "uwo", "lcb")
 FORMS = ("shared", "lora", "independent")
+PRIOR_FEATURES = 64  # width of the frozen random token embedding the priors read
+MIN_REFERENCE = 2  # a member's spread needs at least two reference inputs
 
 
 def aggregate(means: Tensor, total_var: Tensor, how: str, uwo_lambda: float, lcb_k: float) -> Tensor:
@@ -51,6 +58,14 @@ def aggregate(means: Tensor, total_var: Tensor, how: str, uwo_lambda: float, lcb
     if how == "lcb":
         return mean - lcb_k * total_var.sqrt()
     raise ValueError(f"aggregation={how!r}: expected one of {AGGREGATIONS}")
+
+
+def standardize(means: Tensor, variances: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """'b k' member means and variances, 'k' shift and scale -> 'b k 2' standardised (mean, variance).
+
+    Each member's reward becomes (m - shift) / scale, so its predicted variance is divided by scale^2.
+    """
+    return torch.stack([(means - shift) / scale, variances / scale**2], dim=-1)
 
 
 def ensemble_preference_logits(means_a: Tensor, vars_a: Tensor, means_b: Tensor, vars_b: Tensor) -> Tensor:
@@ -107,11 +122,18 @@ class FeatureBank(nn.Module):
 
 
 class EnsembleRewardModel(BackboneRewardModel):
-    """K members. `forward` returns 'b k 2' (member mean, member variance).
+    """K members. `forward` returns 'b k 2' (member mean, member variance), raw.
 
     `score` returns `rewards: 'b'` (aggregated as `aggregation` says), `uncertainty: 'b'`
     (total std) and `extras` with 'member_means' 'b k', 'member_vars' 'b k',
-    'epistemic_var' 'b' and 'aleatoric_var' 'b' (zero for scalar heads).
+    'epistemic_var' 'b' and 'aleatoric_var' 'b' (zero for scalar heads). Once
+    `standardize_members` has been fitted, all of them (and `compare`) read the standardised
+    members: each member has mean 0 and std 1 on the reference set. Standardising to 0/1 rather
+    than to the members' pooled mean and std makes every output exactly invariant to a shift or
+    positive rescaling of any one member (a pooled target moves with the member that moved), and
+    makes `uwo_lambda` and `lcb_k` unit-free: rewards are in reference standard deviations. The
+    price is that `compare`'s log-odds are no longer in the members' own Bradley-Terry units, so
+    `calibrate` after standardising.
 
     Args:
         backbone: the pretrained backbone; `form="lora"` needs it loaded with `lora`.
@@ -119,7 +141,11 @@ class EnsembleRewardModel(BackboneRewardModel):
         member_backbones: `independent` only: one backbone name or path per member
             (pretrain-seed diversity, e.g. `arith-lm-s0` .. `arith-lm-s7`), loaded with the
             options of `backbone`; None: K copies of `backbone` (fine-tune-seed diversity).
+        prior_scale: weight of each member's fixed random prior function (0: none; see `prior_outputs`).
         consistency_weight: weight of the feature-bank consistency penalty (0: off).
+        reference_size: how many inputs the member standardisation was fitted on (0: none, the
+            identity); `standardize_members` sets it, and config.json records it so that a checkpoint's
+            saved shift and scale load.
     """
 
     model_type = "ensemble"
@@ -130,9 +156,11 @@ class EnsembleRewardModel(BackboneRewardModel):
                  dropout: float = 0.0, aggregation: str = "mean", uwo_lambda: float = 1.0, lcb_k: float = 1.0,
                  prior_scale: float = 0.0, bootstrap: bool = True, consistency_weight: float = 0.0,
                  bank_size: int = 1024, consistency_threshold: float = 0.99, seed: int = 0,
-                 batch_size: int = 32, members: list[Backbone] | None = None):
+                 batch_size: int = 32, reference_size: int = 0, members: list[Backbone] | None = None):
         super().__init__(batch_size=batch_size)
         check_positive_int("n_members", n_members)
+        if check_positive_int("reference_size", reference_size, 0) == 1:
+            raise ValueError(f"reference_size=1: expected 0 (not standardised) or >= {MIN_REFERENCE}")
         if consistency_weight:
             check_positive_int("bank_size", bank_size)
         if head not in ("scalar", "gaussian") or aggregation not in AGGREGATIONS or form not in FORMS:
@@ -156,8 +184,15 @@ class EnsembleRewardModel(BackboneRewardModel):
             features = self.backbone.feature_size
             self.heads = nn.ModuleList(ScalarHead(features, head_hidden, dropout, outputs) for _ in range(n_members))
             self.priors = nn.ModuleList(
-                ScalarHead(features, head_hidden, 0.0, 1) for _ in range(n_members if prior_scale else 0))
+                ScalarHead(PRIOR_FEATURES, head_hidden, 0.0, 1) for _ in range(n_members if prior_scale else 0))
+            # Saved with the weights (not regenerated from the seed), so a checkpoint keeps its priors exactly.
+            self.register_buffer("prior_embedding", torch.randn(self._vocab_size(), PRIOR_FEATURES)
+                                 if prior_scale else None)
         self.priors.requires_grad_(False)  # fixed random functions, never trained
+        self.reference_size = 0
+        self.register_buffer("member_shift", torch.zeros(n_members), persistent=False)
+        self.register_buffer("member_scale", torch.ones(n_members), persistent=False)
+        self._set_standardization(self.member_shift, self.member_scale, reference_size)
         self.bank = FeatureBank(bank_size, consistency_threshold) if consistency_weight else None
         self.aux_loss: Tensor | None = None  # set by a training forward; the trainer adds it
 
@@ -175,7 +210,8 @@ class EnsembleRewardModel(BackboneRewardModel):
         if self.member_backbones is None:  # fine-tune-seed diversity: copies of one pretrained model
             return [backbone] + [copy.deepcopy(backbone) for _ in range(self.n_members - 1)]
         spec = backbone.spec()
-        options = {k: spec[k] for k in ("pooling", "max_length", "padding_side", "lora", "lm_head", "lm_logprobs", "dtype")}
+        options = {k: spec[k] for k in ("pooling", "max_length", "padding_side", "lora", "lm_head", "lm_logprobs", "dtype",
+                                           "logprob_scope")}
         members = [load_backbone(name, seed=self.seed + i, **options) for i, name in enumerate(self.member_backbones)]
         vocab = members[0].tokenizer.get_vocab()
         for i, member in enumerate(members[1:], start=1):
@@ -183,6 +219,10 @@ class EnsembleRewardModel(BackboneRewardModel):
                 raise ValueError(f"member_backbones[{i}]={self.member_backbones[i]!r} has another tokenizer than "
                                  f"member_backbones[0]={self.member_backbones[0]!r}; members must share one")
         return members
+
+    def _vocab_size(self) -> int:
+        """Rows of the backbone's input embedding: every token id the model can read."""
+        return self.backbone.model.get_input_embeddings().num_embeddings
 
     @property
     def backbone(self) -> Backbone:
@@ -214,8 +254,23 @@ class EnsembleRewardModel(BackboneRewardModel):
                 param.requires_grad_(True)
         return features
 
+    def prior_outputs(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """'b n', 'b n' -> 'b k': each member's random prior function of the tokens (before `prior_scale`).
+
+        A randomised prior (Osband et al. 2018) must be a fixed function of the input, so it reads
+        neither the backbone nor its (trained) features: a frozen random embedding of every attended
+        token, summed and divided by sqrt(token count) (so its spread does not shrink with length),
+        then each member's frozen random head.
+        """
+        if self.prior_embedding is None:
+            raise ValueError("prior_outputs: this ensemble has no priors (prior_scale=0)")
+        mask = rearrange(attention_mask, "b n -> b n 1").to(self.prior_embedding.dtype)
+        summed = reduce(self.prior_embedding[input_ids] * mask, "b n d -> b d", "sum")
+        pooled = summed / reduce(mask, "b n 1 -> b 1", "sum").clamp(min=1.0).sqrt()
+        return torch.stack([prior(pooled) for prior in self.priors], dim=1)
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """'b n', 'b n' -> 'b k 2': each member's reward mean and variance."""
+        """'b n', 'b n' -> 'b k 2': each member's raw reward mean and variance (never standardised)."""
         features = self.member_features(input_ids, attention_mask)
         outs = torch.stack([head(f) for head, f in zip(self.heads, features)], dim=1)  # 'b k' or 'b k 2'
         if self.head == "scalar":
@@ -223,8 +278,7 @@ class EnsembleRewardModel(BackboneRewardModel):
         else:
             means, variances = outs[..., 0], outs[..., 1].clamp(-10.0, 10.0).exp()
         if self.prior_scale:
-            prior = torch.stack([p(f.detach()) for p, f in zip(self.priors, features)], dim=1)
-            means = means + self.prior_scale * prior
+            means = means + self.prior_scale * self.prior_outputs(input_ids, attention_mask).to(means.dtype)
         self.aux_loss = None
         if self.bank is not None and self.training:
             stacked = torch.stack(features, dim=1)  # 'b k d'
@@ -259,6 +313,8 @@ class EnsembleRewardModel(BackboneRewardModel):
 
     def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:
         out = self(**self.backbone.encode(prompts, responses)).float().cpu()
+        shift, scale = self.member_shift.float().cpu(), self.member_scale.float().cpu()
+        out = standardize(out[..., 0], out[..., 1], shift, scale)
         means, variances = out[..., 0], out[..., 1]
         epistemic, aleatoric = means.var(dim=-1, unbiased=False), variances.mean(dim=-1)
         total = epistemic + aleatoric
@@ -266,6 +322,55 @@ class EnsembleRewardModel(BackboneRewardModel):
         extras = {"member_means": means, "member_vars": variances, "epistemic_var": epistemic,
                   "aleatoric_var": aleatoric}
         return RewardOutput(rewards=rewards, uncertainty=total.sqrt(), extras=extras)
+
+    def standardize_members(self, prompts: Sequence, responses: Sequence, *,
+                            batch_size: int | None = None) -> tuple[Tensor, Tensor]:
+        """Fit each member's shift and scale on reference inputs; return them ('k' each).
+
+        Makes the members commensurable before they are combined: worst case (WCO) and
+        mean - lambda x variance (UWO) of Coste et al. 2023, the LCB and the epistemic variance all
+        compare member rewards that Bradley-Terry fixes only up to a per-member shift. The shift and
+        scale are the mean and (population) std of each member's raw reward over the reference
+        inputs, e.g. the responses, chosen and rejected, of validation pairs; scoring then reports
+        (m - shift) / scale (see the class docstring for why 0/1). Fitting starts from the identity;
+        `forward` and the training loss never apply it, so training is unaffected, but refit after
+        training further (the members moved) and `calibrate` after fitting. Saved with the
+        checkpoint (`member_shift`, `member_scale` and `reference_size`).
+
+        Raises:
+            ValueError: fewer than 2 reference inputs, or a member that gives them all the same
+                reward (names the member); the previous standardisation is then kept.
+        """
+        if len(prompts) < MIN_REFERENCE:
+            raise ValueError(f"standardize_members: {len(prompts)} reference input(s); a member's spread "
+                             f"needs at least {MIN_REFERENCE}")
+        previous = (self.member_shift.clone(), self.member_scale.clone(), self.reference_size)
+        self._set_standardization(torch.zeros(self.n_members), torch.ones(self.n_members), 0)
+        try:
+            out = self.score(prompts, responses, batch_size=batch_size, normalize=False)
+            means = out.extras["member_means"].clone().double()  # raw: the identity is set
+            shift, scale = means.mean(dim=0), means.std(dim=0, unbiased=False)
+            flat = (scale <= 1e-6 * (1.0 + shift.abs())).nonzero().flatten().tolist()
+            if flat:
+                k = flat[0]
+                raise ValueError(f"standardize_members: member {k} gives all {len(prompts)} reference inputs "
+                                 f"the same reward ({shift[k].item():.6g}, std {scale[k].item():.3g}); "
+                                 "it cannot be standardised on them")
+        except BaseException:
+            self._set_standardization(*previous)
+            raise
+        self._set_standardization(shift.float(), scale.float(), len(prompts))
+        return self.member_shift.clone(), self.member_scale.clone()
+
+    def _set_standardization(self, shift: Tensor, scale: Tensor, reference_size: int) -> None:
+        """Set the buffers; they are in the state dict (saved, and expected on load) only once fitted,
+        so a checkpoint written without them loads as the identity."""
+        with torch.no_grad():
+            self.member_shift.copy_(shift)
+            self.member_scale.copy_(scale)
+        self.reference_size = int(reference_size)
+        for name in ("member_shift", "member_scale"):
+            self.register_buffer(name, getattr(self, name), persistent=self.reference_size > 0)
 
     def preference_logits(self, out_a: RewardOutput, out_b: RewardOutput) -> Tensor:
         """'b' log-odds of the members' average probit-integrated P(a > b) (see `ensemble_preference_logits`)."""
@@ -280,6 +385,7 @@ class EnsembleRewardModel(BackboneRewardModel):
             "lcb_k": self.lcb_k, "prior_scale": self.prior_scale, "bootstrap": self.bootstrap,
             "consistency_weight": self.consistency_weight, "bank_size": self.bank_size,
             "consistency_threshold": self.consistency_threshold, "seed": self.seed, "batch_size": self.batch_size,
+            "reference_size": self.reference_size,
         }
         if self.form == "independent":
             config["member_specs"] = [member.spec() for member in self.backbones]
