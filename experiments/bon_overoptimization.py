@@ -13,8 +13,15 @@
    ensemble (`experiment.ensemble`, Coste et al. 2023: K members sharing a backbone).
 4. Best-of-n. One pool of N policy samples per held-out problem; for n = 1, 2, 4, ..., N the
    exact expected proxy and gold reward of best-of-n over n-subsets of the pool, against
-   d = sqrt(KL), KL = log n - (n - 1)/n; the fit of R(d) = d (alpha - beta d) to the gold gain
-   (gold minus best-of-1). The ensemble selects by its mean, its worst member (WCO) and UWO.
+   d = sqrt(KL). `experiment.kl=pool` (default): the exact KL(best-of-n || pool) of each pool,
+   mean over problems (`pool_kl`); `bound`: log n - (n - 1)/n, which only bounds it: the pools
+   repeat texts (every right sample is one string), so the true KL is far smaller. Both are
+   plotted (a row each) and written per point; the fit of R(d) = d (alpha - beta d) to the gold
+   gain (gold minus best-of-1) uses `experiment.kl`. The ensemble selects by its mean, its worst
+   member (WCO) and UWO.
+5. Random baselines: a random score per candidate (the pool mean at every n) and one per distinct
+   text (`distinct_random_curve`), the fair baseline for rankers that score texts, in gold reward
+   and in pass rate, over the same n-subsets.
 
 Writes metrics.json/.csv (a row per proxy and selection rule), curves.csv (every point),
 results.md, overoptimization.png and coste.png. Legend: p problems, c candidates, n best-of-n sizes.
@@ -40,8 +47,8 @@ from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import markdown_table, write_csv, write_report
 from nexus.sampling import generate_cached
 from nexus.sampling.best_of_n import selection_scores, split_output
-from nexus.sampling.overoptimization import (bon_curves, bradley_terry_labels, fit_gao_bon, gao_bon,
-                                             power_of_two_ns, rises_then_falls, sqrt_kl)
+from nexus.sampling.overoptimization import (bon_curves, bradley_terry_labels, fit_gao_bon, gao_bon, pool_kl,
+                                             power_of_two_ns, random_baselines, rises_then_falls, sqrt_kl)
 
 def truth_reward(prompt: str, response: str) -> float:
     """The arithmetic ground truth made continuous: the fraction of steps right up to the first
@@ -158,19 +165,27 @@ def mean_spearman(scores: list, gold: list) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def curve_result(meta: dict, scores: list, pools: dict, ns: list, tolerance: float) -> tuple[dict, list]:
-    """One proxy (or rule): its summary row (fit, peak, fall) and its points."""
+def curve_result(meta: dict, scores: list, pools: dict, ns: list, tolerance: float,
+                 kl: str = "pool") -> tuple[dict, list]:
+    """One proxy (or rule): its summary row (fit, peak, fall) and its points.
+
+    `sqrt_kl` of a point is the d the fit used: `kl="pool"`, the exact KL on the pools
+    (`sqrt_kl_pool`), or `"bound"`, the analytic log n - (n - 1)/n (`sqrt_kl_bound`).
+    """
     proxy, gold = bon_curves(scores, pools["gold"], ns)
-    d = sqrt_kl(ns)
+    d_pool, d_bound = np.sqrt(pool_kl(scores, pools["pools"], ns)), sqrt_kl(ns)
+    d = d_pool if kl == "pool" else d_bound
     fit = fit_gao_bon(d, gold - gold[0])
     peak = int(np.argmax(gold))
     row = {**meta, "pool_spearman": mean_spearman(scores, pools["gold"]), "proxy_gain": float(proxy[-1] - proxy[0]),
            "gold_bo1": float(gold[0]), "gold_peak": float(gold[peak]), "peak_n": ns[peak],
-           f"gold_bo{ns[-1]}": float(gold[-1]), "alpha": fit.alpha, "beta": fit.beta, "r2": fit.r2,
-           "fit_peak_sqrt_kl": fit.peak_d, "falls": rises_then_falls(gold, tolerance)}
+           f"gold_bo{ns[-1]}": float(gold[-1]), f"kl_pool_bo{ns[-1]}": float(d_pool[-1] ** 2), "kl": kl,
+           "alpha": fit.alpha, "beta": fit.beta, "r2": fit.r2, "fit_peak_sqrt_kl": fit.peak_d,
+           "falls": rises_then_falls(gold, tolerance)}
     points = [{"proxy": meta["proxy"], "rule": meta["rule"], "n_labels": meta["n_labels"], "n": n, "sqrt_kl": float(x),
-               "proxy_reward": float(p), "gold_reward": float(g), "gold_gain": float(g - gold[0]),
-               "gold_fit": float(gao_bon(x, fit.alpha, fit.beta))} for n, x, p, g in zip(ns, d, proxy, gold)]
+               "sqrt_kl_pool": float(x_pool), "sqrt_kl_bound": float(x_bound), "proxy_reward": float(p),
+               "gold_reward": float(g), "gold_gain": float(g - gold[0]), "gold_fit": float(gao_bon(x, fit.alpha, fit.beta))}
+              for n, x, x_pool, x_bound, p, g in zip(ns, d, d_pool, d_bound, proxy, gold)]
     return row, points
 
 
@@ -191,7 +206,7 @@ def scalar_proxies(cfg: DictConfig, pairs: list, pools: dict, ns: list, toleranc
             meta = {"proxy": size, "rm": "scalar", "rule": "argmax", "backbone": info["backbone"],
                     "params": info["params"], "n_labels": len(pairs[:amount]), "train_s": info["train_s"]}
             row, pts = curve_result(meta, [out.rewards.double().numpy() for out in score_pools(rm, pools)],
-                                    pools, ns, tolerance)
+                                    pools, ns, tolerance, exp.kl)
             rows.append(row)
             points += pts
             print(f"proxy {size} ({info['params']} params) on {row['n_labels']} labels: gold {row['gold_bo1']:.3f} -> "
@@ -212,7 +227,7 @@ def ensemble_proxy(cfg: DictConfig, pairs: list, pools: dict, ns: list, toleranc
         meta = {"proxy": ens.proxy, "rm": f"ensemble (K={rm.n_members})", "rule": rule, "backbone": info["backbone"],
                 "params": info["params"], "n_labels": len(pairs[:amount]), "train_s": info["train_s"]}
         scores = [coste_scores(out, rule, ens.uwo_lambda) for out in outputs]
-        row, pts = curve_result(meta, scores, pools, ns, tolerance)
+        row, pts = curve_result(meta, scores, pools, ns, tolerance, exp.kl)
         rows.append(row)
         points += pts
         print(f"ensemble K={rm.n_members} by {rule}: gold peak {row['gold_peak']:.3f} at n={row['peak_n']} -> "
@@ -222,6 +237,8 @@ def ensemble_proxy(cfg: DictConfig, pairs: list, pools: dict, ns: list, toleranc
 
 def check_config(exp: DictConfig) -> None:
     """Refuse names and sizes the study cannot use, naming the key."""
+    if exp.kl not in ("pool", "bound"):
+        raise ValueError(f"experiment.kl={exp.kl!r}: expected 'pool' or 'bound'")
     if not exp.proxies or not exp.n_labels or min(exp.n_labels) < 1:
         raise ValueError(f"experiment.proxies and experiment.n_labels (>= 1 each) must be non-empty: "
                          f"{list(exp.proxies or [])}, {list(exp.n_labels or [])}")
@@ -231,6 +248,14 @@ def check_config(exp: DictConfig) -> None:
         unknown = [r for r in exp.ensemble.rules if r not in ("mean", "worst_case", "uwo")]
         if unknown:
             raise ValueError(f"experiment.ensemble.rules: {unknown[0]!r} is not one of mean, worst_case, uwo")
+
+
+def random_baseline_stats(pools: dict, ns: list) -> dict:
+    """The random baselines per candidate and per distinct text, in gold reward and pass rate ('n' lists)."""
+    gold = random_baselines(pools["pools"], pools["gold"], ns)
+    right = random_baselines(pools["pools"], pools["correct"], ns)
+    return {"random_gold_per_sample": float(gold["per_sample"][0]), "random_gold_per_text": gold["per_text"].tolist(),
+            "random_pass_per_sample": float(right["per_sample"][0]), "random_pass_per_text": right["per_text"].tolist()}
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -243,20 +268,21 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     gold, gold_info = make_gold(cfg, out_dir)
     pairs, label_info = labelled_pairs(cfg, policy, gold)
     pools = policy_pools(cfg, policy, gold)
-    stats = pool_stats(pools)
+    stats = {**pool_stats(pools), **random_baseline_stats(pools, ns)}
     print(f"{len(pairs)} gold-labelled pairs ({label_info['label_disagrees_with_gold']:.3f} disagree with the gold's "
           f"order); pools {len(pools['prompts'])} x {exp.n_candidates}, pass rate {stats['pool_pass_rate']:.3f}, "
-          f"{stats['pool_distinct']:.1f} distinct per pool", flush=True)
+          f"{stats['pool_distinct']:.1f} distinct per pool; random per distinct text at n={ns[-1]}: gold "
+          f"{stats['random_gold_per_text'][-1]:.3f}, pass rate {stats['random_pass_per_text'][-1]:.3f}", flush=True)
     tolerance = exp.fall_tolerance * stats["pool_gold_std"]
     rows, points = scalar_proxies(cfg, pairs, pools, ns, tolerance, out_dir)
     if exp.ensemble is not None:
         more_rows, more_points = ensemble_proxy(cfg, pairs, pools, ns, tolerance, out_dir)
         rows, points = rows + more_rows, points + more_points
-    extra = {**gold_info, **label_info, **stats, "ns": ns, "sqrt_kl": sqrt_kl(ns).tolist(),
+    extra = {**gold_info, **label_info, **stats, "ns": ns, "sqrt_kl": sqrt_kl(ns).tolist(), "kl": exp.kl,
              "n_problems": len(pools["prompts"]), "n_candidates": exp.n_candidates, "fall_tolerance": tolerance,
              "wall_s": time.perf_counter() - start}
     table = write_outputs(out_dir, rows, points, extra)
-    plot_overoptimization(out_dir / "overoptimization.png", rows, points, f"gold: {gold_info['gold']}")
+    plot_overoptimization(out_dir / "overoptimization.png", rows, points, f"gold: {gold_info['gold']}", extra)
     plot_coste(out_dir / "coste.png", rows, points)
     fits = {f"{r['proxy']}/n{r['n_labels']}/{r['rule']}": {k: r[k] for k in ("alpha", "beta", "r2", "falls")}
             for r in rows}
@@ -265,23 +291,41 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     return {"rows": rows, "curves": points, **extra}
 
 
+def baseline_rows(extra: dict) -> list[dict]:
+    """One row per n: the analytic KL bound and both random baselines, in gold reward and pass rate."""
+    return [{"n": n, "kl_bound": float(d**2), "gold: random candidate": extra["random_gold_per_sample"],
+             "gold: random text": g, "pass: random candidate": extra["random_pass_per_sample"], "pass: random text": c}
+            for n, d, g, c in zip(extra["ns"], extra["sqrt_kl"], extra["random_gold_per_text"],
+                                  extra["random_pass_per_text"])]
+
+
 def write_outputs(out_dir: Path, rows: list[dict], points: list[dict], extra: dict) -> str:
-    """metrics.json/.csv (rows), curves.csv (points), results.md (setup and table); return the Markdown."""
+    """metrics.json/.csv (rows), curves.csv (points), results.md (setup and tables); return the Markdown."""
     write_report(out_dir, rows, extra)
     write_csv(out_dir / "curves.csv", points)
     setup = (f"Gold: {extra['gold']}; {extra['label_pairs']} Bradley-Terry labelled pairs "
              f"({extra['label_disagrees_with_gold']:.3f} disagree with the gold's order). Pools: {extra['n_problems']} "
-             f"problems x {extra['n_candidates']}, pass rate {extra['pool_pass_rate']:.3f}, gold AUROC for correctness "
-             f"{extra['gold_auroc_correct']:.3f}. alpha, beta, R^2: fit of R(d) = d (alpha - beta d) to the gold gain.")
-    table = f"{setup}\n\n{markdown_table(rows)}"
+             f"problems x {extra['n_candidates']}, pass rate {extra['pool_pass_rate']:.3f}, "
+             f"{extra['pool_distinct']:.1f} distinct texts per pool, gold AUROC for correctness "
+             f"{extra['gold_auroc_correct']:.3f}. alpha, beta, R^2: fit of R(d) = d (alpha - beta d) to the gold gain, "
+             f"d = sqrt(KL) with KL {'exact on the pools' if extra['kl'] == 'pool' else 'the analytic bound'} "
+             f"(kl_pool_bo{extra['ns'][-1]}: the exact KL at n = {extra['ns'][-1]}).")
+    baselines = ("Random baselines over the same n-subsets: a random score per candidate (the pool mean) and "
+                 "one per distinct text (the fair baseline for a ranker that scores texts); kl_bound = log n - (n-1)/n.")
+    table = f"{setup}\n\n{markdown_table(rows)}\n\n{baselines}\n\n{markdown_table(baseline_rows(extra))}"
     (out_dir / "results.md").write_text(f"# bon_overoptimization\n\n{table}\n")
     return table
 
 
-def _series(points: list[dict], proxy: str, rule: str, n_labels: int) -> tuple[np.ndarray, ...]:
-    """'n' sqrt(KL), proxy gain and gold gain of one curve."""
+# The two x axes of every plot: a row each.
+X_AXES = (("sqrt_kl_pool", "d = sqrt(KL(best-of-n || pool)), exact per pool"),
+          ("sqrt_kl_bound", "d = sqrt(log n - (n - 1)/n), the analytic bound"))
+
+
+def _series(points: list[dict], proxy: str, rule: str, n_labels: int, x_key: str) -> tuple[np.ndarray, ...]:
+    """'n' x (the point field `x_key`), proxy gain and gold gain of one curve."""
     pts = [p for p in points if (p["proxy"], p["rule"], p["n_labels"]) == (proxy, rule, n_labels)]
-    x = np.array([p["sqrt_kl"] for p in pts])
+    x = np.array([p[x_key] for p in pts])
     proxy_reward = np.array([p["proxy_reward"] for p in pts])
     return x, proxy_reward - proxy_reward[0], np.array([p["gold_gain"] for p in pts])
 
@@ -295,65 +339,80 @@ def _pyplot():
     return plt
 
 
-def _finish(fig, axes, ns_x: np.ndarray, ns: list, path: Path) -> None:
-    """Shared axes: sqrt(KL) below, n above, a zero line, legends; save."""
-    for ax in axes:
-        ax.axhline(0, color="grey", linewidth=0.6)
-        top = ax.secondary_xaxis("top")
-        top.set_xticks(ns_x, [str(n) for n in ns], fontsize=6)
-        top.set_xlabel("n", fontsize=8)
-        ax.set_xlabel("d = sqrt(KL(best-of-n || policy))")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
+def _finish(fig, axes, ns: list, path: Path) -> None:
+    """Shared axes: a row per entry of `X_AXES`, n above the bound's row (where n fixes d), a zero
+    line, legends; save."""
+    for row, (x_key, label) in zip(axes, X_AXES):
+        for ax in row:
+            ax.axhline(0, color="grey", linewidth=0.6)
+            if x_key == "sqrt_kl_bound":
+                top = ax.secondary_xaxis("top")
+                top.set_xticks(sqrt_kl(ns), [str(n) for n in ns], fontsize=6)
+                top.set_xlabel("n", fontsize=8)
+            ax.set_xlabel(label, fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def plot_overoptimization(path: Path, rows: list[dict], points: list[dict], title: str) -> None:
-    """Per proxy size: gold gain (solid), proxy gain (dashed) and the fitted R(d) (dotted) per label amount."""
+def plot_overoptimization(path: Path, rows: list[dict], points: list[dict], title: str, extra: dict) -> None:
+    """Per proxy size: gold gain (solid), proxy gain (dashed) and the fitted R(d) (dotted) per label
+    amount, against the pools' exact KL (top row) and the analytic bound (bottom row, with the
+    per-text random baseline's gold gain in grey)."""
     plt = _pyplot()
     scalar = [r for r in rows if r["rm"] == "scalar"]
     sizes = list(dict.fromkeys(r["proxy"] for r in scalar))
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4.6 * len(sizes), 4.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(sizes), figsize=(4.6 * len(sizes), 8.4), sharey=True, squeeze=False)
     amounts = sorted({r["n_labels"] for r in scalar})
     colors = dict(zip(amounts, plt.get_cmap("viridis")(np.linspace(0.1, 0.85, len(amounts)))))
     ns = sorted({p["n"] for p in points})
-    for ax, size in zip(axes[0], sizes):
-        for r in [r for r in scalar if r["proxy"] == size]:
-            x, proxy, gold = _series(points, size, "argmax", r["n_labels"])
-            dense = np.linspace(0, x[-1], 100)
-            color = colors[r["n_labels"]]
-            ax.plot(x, gold, "-o", color=color, markersize=3, label=f"gold, {r['n_labels']} labels")
-            ax.plot(x, proxy, "--", color=color, label=f"proxy, {r['n_labels']} labels")
-            ax.plot(dense, gao_bon(dense, r["alpha"], r["beta"]), ":", color=color,
-                    label=f"fit a={r['alpha']:.2f} b={r['beta']:.2f} R2={r['r2']:.2f}")
-        params = next(r["params"] for r in scalar if r["proxy"] == size)
-        ax.set_title(f"proxy {size} ({params:,} parameters), {title}", fontsize=8)
-    axes[0][0].set_ylabel("reward gain over best-of-1")
-    _finish(fig, axes[0], sqrt_kl(ns), ns, path)
+    for row_axes, (x_key, _) in zip(axes, X_AXES):
+        for ax, size in zip(row_axes, sizes):
+            for r in [r for r in scalar if r["proxy"] == size]:
+                x, proxy, gold = _series(points, size, "argmax", r["n_labels"], x_key)
+                color = colors[r["n_labels"]]
+                ax.plot(x, gold, "-o", color=color, markersize=3, label=f"gold, {r['n_labels']} labels")
+                ax.plot(x, proxy, "--", color=color, label=f"proxy, {r['n_labels']} labels")
+                if x_key == f"sqrt_kl_{r['kl']}":  # the fit lives on the axis it was fitted against
+                    dense = np.linspace(0, x[-1], 100)
+                    ax.plot(dense, gao_bon(dense, r["alpha"], r["beta"]), ":", color=color,
+                            label=f"fit a={r['alpha']:.2f} b={r['beta']:.2f} R2={r['r2']:.2f}")
+            if x_key == "sqrt_kl_bound":
+                base = np.array(extra["random_gold_per_text"]) - extra["random_gold_per_sample"]
+                ax.plot(sqrt_kl(ns), base, ":", color="grey", label="gold, random score per text")
+            params = next(r["params"] for r in scalar if r["proxy"] == size)
+            ax.set_title(f"proxy {size} ({params:,} parameters), {title}", fontsize=8)
+        row_axes[0].set_ylabel("reward gain over best-of-1")
+    _finish(fig, axes, ns, path)
     plt.close(fig)
 
 
 def plot_coste(path: Path, rows: list[dict], points: list[dict]) -> None:
-    """Ensemble proxy by mean, WCO and UWO (and the scalar proxy of that size and data): proxy and gold gain."""
+    """Ensemble proxy by mean, WCO and UWO (and the scalar proxy of that size and data): proxy and
+    gold gain, against the pools' exact KL (top row) and the analytic bound (bottom row)."""
     plt = _pyplot()
     ensemble = [r for r in rows if r["rm"] != "scalar"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    if ensemble:
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8.4))
+    for row_axes, (x_key, _) in zip(axes, X_AXES):
+        if not ensemble:
+            break
         same = [r for r in rows if r["rm"] == "scalar" and r["proxy"] == ensemble[0]["proxy"]
                 and r["n_labels"] == ensemble[0]["n_labels"]]
         palette = plt.get_cmap("tab10").colors
         for i, r in enumerate(same + ensemble):
-            x, proxy, gold = _series(points, r["proxy"], r["rule"], r["n_labels"])
+            x, proxy, gold = _series(points, r["proxy"], r["rule"], r["n_labels"], x_key)
             label = f"{r['rm']} {r['rule']}"
-            axes[0].plot(x, proxy, "-o", color=palette[i], markersize=3, label=label)
-            axes[1].plot(x, gold, "-o", color=palette[i], markersize=3, label=f"{label} (R2 {r['r2']:.2f})")
-            dense = np.linspace(0, x[-1], 100)
-            axes[1].plot(dense, gao_bon(dense, r["alpha"], r["beta"]), ":", color=palette[i])
+            row_axes[0].plot(x, proxy, "-o", color=palette[i], markersize=3, label=label)
+            row_axes[1].plot(x, gold, "-o", color=palette[i], markersize=3, label=f"{label} (R2 {r['r2']:.2f})")
+            if x_key == f"sqrt_kl_{r['kl']}":
+                dense = np.linspace(0, x[-1], 100)
+                row_axes[1].plot(dense, gao_bon(dense, r["alpha"], r["beta"]), ":", color=palette[i])
         first = ensemble[0]
-        axes[0].set_title(f"proxy score of the chosen, {first['proxy']}, {first['n_labels']} labels", fontsize=8)
-        axes[1].set_title("gold reward of the chosen (dotted: fitted R(d))", fontsize=8)
-    axes[0].set_ylabel("gain over best-of-1")
+        row_axes[0].set_title(f"proxy score of the chosen, {first['proxy']}, {first['n_labels']} labels", fontsize=8)
+        fitted = " (dotted: fitted R(d))" if x_key == f"sqrt_kl_{first['kl']}" else ""
+        row_axes[1].set_title(f"gold reward of the chosen{fitted}", fontsize=8)
+        row_axes[0].set_ylabel("gain over best-of-1")
     ns = sorted({p["n"] for p in points})
-    _finish(fig, axes, sqrt_kl(ns), ns, path)
+    _finish(fig, axes, ns, path)
     plt.close(fig)

@@ -8,6 +8,11 @@ the maximum of a random n-subset with probability C(i, n-1) / C(N, n).
 Which score a pool is ranked by is a selection rule (`selection_scores`): the RM's reward
 (`argmax`), the uncertainty-penalised `mean - lambda * std`, or, over an ensemble's members,
 the worst case (WCO) and uncertainty-weighted optimisation (UWO) of Coste et al. 2023.
+
+Pools repeat texts (a policy that is often right writes the same right solution many times), so
+two quantities are computed per distinct text: the exact KL of best-of-n from the pool
+(`empirical_bon_kl`, at most the analytic `bon_kl`) and the random baseline for a ranker that
+scores texts (`distinct_random_curve`).
 Legend: N (or c) candidates of one pool, k ensemble members.
 """
 
@@ -71,10 +76,116 @@ def majority_vote_expectation(answers: Sequence[Hashable], gold: Sequence[float]
 
 
 def bon_kl(n: int) -> float:
-    """Analytic KL(best-of-n || policy) = log n - (n - 1) / n (Stiennon et al. 2020; Gao et al. 2022)."""
+    """Analytic KL(best-of-n || policy) = log n - (n - 1) / n (Stiennon et al. 2020; Gao et al. 2022).
+
+    Exact only when samples never repeat or tie; otherwise an upper bound (Beirami et al. 2024),
+    loose for pools that repeat texts: `empirical_bon_kl` gives the pool's exact value.
+    """
     if n < 1:
         raise ValueError(f"n={n} must be >= 1")
     return log(n) - (n - 1) / n
+
+
+# Identical texts scored in different batches (or packed rows) differ by float error only.
+_SAME_TEXT_RTOL, _SAME_TEXT_ATOL = 1e-4, 1e-5
+
+
+def text_groups(texts: Sequence[Hashable], values: Sequence[float],
+                what: str = "values") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group a pool by distinct text: 'c' group index per candidate, 'k' count and 'k' value per text.
+
+    Identical texts must carry equal values (up to the float error of batched scoring, a relative
+    1e-4); a text's value is that of its first copy.
+
+    Raises:
+        ValueError: lengths differ, or candidate i's value differs from an earlier copy's (names i).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) != len(texts) or len(v) == 0:
+        raise ValueError(f"text_groups: {len(texts)} texts but {what} of shape {v.shape} (need equal, >= 1)")
+    first: dict[Hashable, int] = {}
+    group = np.array([first.setdefault(t, len(first)) for t in texts])
+    firsts = np.unique(group, return_index=True)[1]
+    same = np.isclose(v, v[firsts][group], rtol=_SAME_TEXT_RTOL, atol=_SAME_TEXT_ATOL, equal_nan=True)
+    if not same.all():
+        i = int(np.argmin(same))
+        j = int(firsts[group[i]])
+        raise ValueError(f"{what}[{i}] = {float(v[i])} but an identical text at index {j} has {float(v[j])}: "
+                         f"identical texts need equal {what}")
+    return group, np.bincount(group), v[firsts]
+
+
+def empirical_bon_kl(scores: Sequence[float], texts: Sequence[Hashable], n: int) -> float:
+    """Exact KL(best-of-n || pool) when the policy is the pool's empirical distribution over texts.
+
+    Best-of-n draws n candidates i.i.d. (with replacement) from the pool and keeps the top score,
+    ties broken uniformly. Over the sorted distinct score levels with pool mass P_L and cumulative
+    mass F_L, the top lands on level L with q_L = F_L^n - F_{L-1}^n, spread over the level's texts
+    in proportion to their mass, so q/p = q_L / P_L within a level and KL = sum_L q_L log(q_L / P_L).
+    This is a coarsening of continuous best-of-n, so by data processing it never exceeds the
+    analytic log n - (n - 1)/n (`bon_kl`), the bound of Beirami et al. 2024; with repeated texts or
+    tied scores it is far smaller. `texts` is only checked: identical texts need equal scores.
+
+    Raises:
+        ValueError: n < 1, or identical texts with different scores (naming the index).
+    """
+    if n < 1:
+        raise ValueError(f"n={n} must be >= 1")
+    group, counts, value = text_groups(texts, scores, "scores")
+    value = np.where(np.isnan(value), -np.inf, value)  # an unreadable score is never chosen, as in `_numpy`
+    _, level = np.unique(value, return_inverse=True)  # ascending distinct score levels
+    mass = np.bincount(level.ravel(), weights=counts) / len(group)
+    cdf = np.cumsum(mass)
+    cdf[-1] = 1.0  # no rounding drift at the top
+    q = cdf**n - np.concatenate([[0.0], cdf[:-1]]) ** n
+    kept = q > 0
+    return float(np.sum(q[kept] * np.log(q[kept] / mass[kept])))
+
+
+def distinct_random_curve(texts: Sequence[Hashable], gold: Sequence[float], ns: Sequence[int]) -> np.ndarray:
+    """'n' E[gold of best-of-n] when every distinct text gets an i.i.d. uniform random score.
+
+    The random baseline for a ranker that scores texts: copies of a text share its score, so unlike
+    a per-candidate random pick (gold mean, for every n) it favours no text for being frequent. The
+    n are drawn without replacement from the pool, as in `best_of_n_expectation`, so both compare
+    like for like. Exact: given its score u, text t (m copies) is chosen iff the n-subset hits it
+    and misses every higher text; each other text is higher with probability 1 - u, so with h the
+    copies of the higher texts, P(t) = int_0^1 E_h[C(N-h, n) - C(N-h-m, n)] du / C(N, n). The
+    integrand is a polynomial of degree K - 1 in u (K distinct texts), integrated exactly by
+    Gauss-Legendre quadrature with K // 2 + 1 nodes.
+
+    Raises:
+        ValueError: an n outside [1, N], or identical texts with different gold (naming the index).
+    """
+    group, counts, value = text_groups(texts, gold, "gold")
+    big, ns = len(group), list(ns)
+    if not all(1 <= n <= big for n in ns):
+        raise ValueError(f"distinct_random_curve: ns={ns} must lie in [1, N={big}]")
+    nodes, weights = np.polynomial.legendre.leggauss(len(counts) // 2 + 1)
+    u, w = (nodes + 1) / 2, weights / 2  # nodes on [0, 1]
+    chosen = {m: _chosen_probability(counts, m, u, w, ns) for m in set(counts.tolist())}
+    return np.array([[chosen[m][j] for m in counts.tolist()] for j in range(len(ns))]) @ value
+
+
+def _chosen_probability(counts: np.ndarray, m: int, u: np.ndarray, w: np.ndarray, ns: list[int]) -> list[float]:
+    """P(a given text with m copies is chosen) for each n, for `distinct_random_curve`."""
+    big = int(counts.sum())
+    others = counts.tolist()
+    others.remove(m)
+    higher = np.zeros((len(u), big + 1))  # [node, h]: P(the higher texts hold h copies | u)
+    higher[:, 0] = 1.0
+    for size in others:  # each other text is lower (prob u) or higher (prob 1 - u)
+        shifted = np.zeros_like(higher)
+        shifted[:, size:] = higher[:, :-size]
+        higher = u[:, None] * higher + (1 - u)[:, None] * shifted
+    mean_higher = w @ higher  # 'h': the u-integral of P(h | u)
+    return [sum(mean_higher[h] * (comb(big - h, n) - comb(big - h - m, n)) / comb(big, n)
+                for h in range(big - m + 1)) for n in ns]
+
+
+def distinct_random_expectation(texts: Sequence[Hashable], gold: Sequence[float], n: int) -> float:
+    """E[gold of best-of-n] under an i.i.d. uniform random score per distinct text (`distinct_random_curve`)."""
+    return float(distinct_random_curve(texts, gold, [n])[0])
 
 
 def select(scores: Sequence[float], how: str = "argmax", std: Sequence[float] | None = None,

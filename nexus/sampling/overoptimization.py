@@ -5,6 +5,10 @@ proxy RMs learn from those labels; best-of-n against a proxy is then scored by t
 against d = sqrt(KL(best-of-n || policy)), the proxy reward keeps rising while the gold reward
 follows Gao et al.'s best-of-n form R(d) = d (alpha - beta d) (Gao et al. 2022, section 3.1),
 rising while alpha dominates and falling past d* = alpha / (2 beta) when beta > 0.
+
+The KL has two forms here: the analytic log n - (n - 1)/n (`sqrt_kl`), an upper bound tight only
+when samples never repeat (Beirami et al. 2024), and the exact KL on each pool (`pool_kl`), which
+is far smaller when a pool repeats texts, as a pool of a policy that is often right does.
 Legend: b pairs, p pools (prompts), c candidates of a pool, n best-of-n sizes.
 """
 
@@ -15,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nexus.sampling.best_of_n import best_of_n_expectation, bon_kl
+from nexus.sampling.best_of_n import best_of_n_expectation, bon_kl, distinct_random_curve, empirical_bon_kl
 
 
 def bradley_terry_labels(gold_a: Sequence[float], gold_b: Sequence[float], seed: int,
@@ -45,6 +49,29 @@ def power_of_two_ns(big_n: int) -> list[int]:
 def sqrt_kl(ns: Sequence[int]) -> np.ndarray:
     """'n' d = sqrt(KL(best-of-n || policy)), the x axis of Gao et al. 2022."""
     return np.sqrt([bon_kl(n) for n in ns])
+
+
+def pool_kl(scores: Sequence[Sequence[float]], texts: Sequence[Sequence[str]], ns: Sequence[int]) -> np.ndarray:
+    """'n' KL(best-of-n by `scores` || pool), exact on each pool (`empirical_bon_kl`), mean over pools.
+
+    The x axis of a best-of-n curve where samples repeat: d = sqrt of this, at most `sqrt_kl`.
+    """
+    if len(scores) != len(texts):
+        raise ValueError(f"pool_kl: {len(scores)} score pools but {len(texts)} text pools")
+    return np.array([[empirical_bon_kl(s, t, n) for n in ns] for s, t in zip(scores, texts)]).mean(axis=0)
+
+
+def random_baselines(texts: Sequence[Sequence[str]], values: Sequence[Sequence[float]],
+                     ns: Sequence[int]) -> dict[str, np.ndarray]:
+    """'n' E[value] of two random rankers, mean over pools: `per_sample` (each candidate its own
+    random score: the pool mean at every n) and `per_text` (each distinct text one random score,
+    `distinct_random_curve`: the fair baseline for a ranker that scores texts, since a right answer
+    that many samples share gets no more chances than any one wrong text)."""
+    if len(texts) != len(values):
+        raise ValueError(f"random_baselines: {len(texts)} text pools but {len(values)} value pools")
+    per_text = np.array([distinct_random_curve(t, v, ns) for t, v in zip(texts, values)]).mean(axis=0)
+    per_sample = np.full(len(ns), np.mean([np.mean(v) for v in values]))
+    return {"per_sample": per_sample, "per_text": per_text}
 
 
 def bon_curves(scores: Sequence[Sequence[float]], gold: Sequence[Sequence[float]],
