@@ -16,7 +16,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import calibrate, configure_logger, evaluation_report, load_data, save_config
+from experiments.common import (calibrate, configure_logger, evaluation_report, load_data, save_config,
+                                standardize_ensemble)
 from nexus.checkpoint import check_save_target
 from nexus.training import RewardTrainer
 
@@ -45,6 +46,7 @@ def run(cfg: DictConfig, out_dir: Path):
     if not trainer.is_world_process_zero():
         return model
     save_config(cfg, out_dir)
+    standardize_ensemble(model, data.calibration)  # an ensemble's members, before the temperature reads them
     temperature = calibrate(model, data.calibration)
     if temperature is not None:
         print(f"preference temperature fitted on {len(data.calibration)} validation pairs: {temperature:.3f}")

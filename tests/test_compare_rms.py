@@ -12,7 +12,6 @@ import pytest
 from experiments.aggregate import aggregate, t_interval
 from experiments.compare_rms import chosen_families, run
 from nexus.tasks import arithmetic
-from nexus.tasks.arithmetic import ArithmeticPolicy
 from tests.conftest import compose_config
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "experiments" / "conf" / "model"
@@ -22,35 +21,50 @@ TINY = ["experiment=compare_rms", "+debug=compare_rms"]  # experiment.ns=[1,2,8]
 
 @pytest.mark.slow
 def test_tiny_compare_rms_covers_every_family_and_the_identities(tmp_path):
+    from hydra.utils import get_class, instantiate
+    from omegaconf import OmegaConf
+
+    from experiments.common import arithmetic_tasks
+
     cfg = compose_config(tmp_path, "run", [*TINY, f"experiment.cache_dir={tmp_path / 'generations'}"])
     out = run(cfg, tmp_path)
-    families = sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))  # the folder, listed here independently
-    assert [r["family"] for r in out["rows"]] == families
+    # the folder, listed here independently; a family that reads features runs with and without them
+    families = sorted(p.stem for p in MODEL_DIR.glob("*.yaml"))
+    reads = {f: getattr(get_class(OmegaConf.load(MODEL_DIR / f"{f}.yaml")._target_), "reads_features", False)
+             for f in families}
+    variants = [v for f in families for v in ([f"{f}+ll", f"{f}-ll"] if reads[f] else [f])]
+    assert [r["family"] for r in out["rows"]] == variants
+    assert reads["scalar"] and not reads["generative"] and not reads["rules"]
     table = (tmp_path / "results.md").read_text()
-    assert all(f"| {family} |" in table for family in families)
+    assert all(f"| {v} |" in table for v in variants)
     by = {r["family"]: r for r in out["rows"]}
-    assert by["rules"]["trained_on"] == "nothing" and by["scalar"]["trained_on"] == "pairwise (16)"
-    assert by["process"]["trained_on"] == "process (32)" and by["outcome"]["trained_on"] == "outcome (32)"
+    assert by["rules"]["trained_on"] == "nothing" and by["scalar+ll"]["trained_on"] == "pairwise (16)"
+    assert by["process-ll"]["trained_on"] == "process (32)" and by["outcome+ll"]["trained_on"] == "outcome (32)"
+    assert (by["scalar+ll"]["loglik"], by["scalar-ll"]["loglik"], by["rules"]["loglik"]) == ("on", "off", "n/a")
+    # every variant has a row per evaluation set of the ladder, seen and unseen wordings
+    sets = {(r["family"], r["eval_set"]) for r in out["pairwise"]}
+    assert len(sets) == len(out["pairwise"]) == len(variants) * 6
 
     # The pools again, from the policy itself: best-of-1 is the policy's pass rate for every
     # method (a random draw whatever the selector), and the oracle is P(some correct among n).
-    problems = arithmetic.generate(5, cfg.experiment.test_seed)["pairwise"]
-    pools = ArithmeticPolicy(0.3).generate([p.prompt for p in problems], 8, seed=cfg.seed + 7)
+    task = arithmetic_tasks(cfg.data, cfg.experiment.split, "eval", cfg.data.templates)[0]
+    problems = arithmetic.generate(5, cfg.experiment.test_seed, task)["pairwise"]
+    pools = instantiate(cfg.experiment.policy).generate([p.prompt for p in problems], 8, seed=cfg.seed + 7)
     gold = np.array([[arithmetic.gold_reward(p.prompt, s) for s in pool] for p, pool in zip(problems, pools)])
     assert out["policy_pass_rate"] == pytest.approx(gold.mean())
     selection = {r["method"]: r for r in out["selection"]}
     for method, r in selection.items():
         assert r["bo1"] == pytest.approx(gold.mean()), method
-    for family, r in by.items():
-        assert r["bo1"] == pytest.approx(gold.mean()) and r["bo8"] == selection[f"{family}/argmax"]["bo8"]
-        assert 0 <= r["ece_id"] <= 1 and 0 <= r["brier_shifted"] <= 1 and r["responses_per_s"] > 0
+    for variant, r in by.items():
+        assert r["bo1"] == pytest.approx(gold.mean()) and r["bo8"] == selection[f"{variant}/argmax"]["bo8"]
+        assert 0 <= r["ece_level1/seen"] <= 1 and 0 <= r["brier_level2/unseen"] <= 1 and r["responses_per_s"] > 0
     assert selection["oracle"]["bo8"] == pytest.approx(gold.max(axis=1).mean())
     for n in NS:
         assert all(selection["oracle"][f"bo{n}"] >= r[f"bo{n}"] - 1e-12 for r in selection.values())
-    assert {"ensemble/penalized", "ensemble/worst_case", "ensemble/uwo"} <= set(selection)
-    assert "scalar/uwo" not in selection and "scalar/weighted_vote" in selection
+    assert {"ensemble+ll/penalized", "ensemble+ll/worst_case", "ensemble-ll/uwo"} <= set(selection)
+    assert "scalar+ll/uwo" not in selection and "scalar-ll/weighted_vote" in selection
 
-    for name in ("metrics.json", "metrics.csv", "selection.csv", "reliability.png", "best_of_n.png"):
+    for name in ("metrics.json", "metrics.csv", "selection.csv", "pairwise.csv", "reliability.png", "best_of_n.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     with open(tmp_path / "selection.csv") as f:
         assert len(list(csv.DictReader(f))) == len(selection)
