@@ -31,10 +31,14 @@ from nexus.tasks import arithmetic
 from nexus.evaluation import pairwise_report, score_pairs
 from nexus.reporting import markdown_table, plot_reliability, write_csv, write_report
 from nexus.sampling import generate_cached
-from nexus.sampling.best_of_n import (SELECTION_RULES, available_rules, best_of_n_expectation,
-                                      majority_vote_expectation, selection_scores, split_output, vote_weights)
+from nexus.sampling.best_of_n import (SELECTION_RULES, available_rules, best_of_n_expectation, bon_kl,
+                                      distinct_random_curve, empirical_bon_kl, majority_vote_expectation,
+                                      selection_scores, split_output, vote_weights)
 
-BASELINES = ("majority_vote", "random", "oracle")
+# random: a uniformly random candidate (the pass rate); random_text: a scorer that gives every
+# distinct text one random score (duplicates share it), what a ranker of texts unrelated to
+# correctness gets when right answers repeat one string and wrong ones spread over many.
+BASELINES = ("majority_vote", "random", "random_text", "oracle")
 
 
 def family_yamls(exp: DictConfig | None = None) -> dict[str, Path]:
@@ -166,19 +170,36 @@ def score_pools(rm, pools: dict) -> tuple[list, float]:
     return split_output(out, [len(pool) for pool in pools["pools"]]), len(flat) / seconds
 
 
-def selection_values(outputs: list, pools: dict, exp: DictConfig) -> dict[str, np.ndarray]:
-    """{rule: 'p n' best-of-n gold value per problem} for the rules of `exp.rules` this RM supports."""
+def selection_values(outputs: list, pools: dict, exp: DictConfig) -> tuple[dict[str, np.ndarray], dict]:
+    """{rule: 'p n' best-of-n gold value per problem} for the rules of `exp.rules` this RM supports,
+    and {rule: 'n' KL(best-of-n || pool) averaged over problems}, exact on each pool's distinct texts."""
     ns = list(exp.ns)
     usable = [r for r in exp.rules if r == "weighted_vote" or r in available_rules(outputs[0])]
     values = {rule: np.zeros((len(outputs), len(ns))) for rule in usable}
+    kl = {rule: np.zeros((len(outputs), len(ns))) for rule in usable if rule != "weighted_vote"}
     for i, (out, gold, answers) in enumerate(zip(outputs, pools["gold"], pools["answers"])):
         ranked = selection_scores(out, [r for r in usable if r != "weighted_vote"], exp.penalty, exp.uwo_lambda)
         for rule, scores in ranked.items():
             values[rule][i] = [best_of_n_expectation(scores, gold, n) for n in ns]
+            kl[rule][i] = [empirical_bon_kl(text_mean_scores(scores, pools["pools"][i]), pools["pools"][i], n)
+                           for n in ns]
         if "weighted_vote" in values:
             w = vote_weights(out)
             values["weighted_vote"][i] = [majority_vote_expectation(answers, gold, n, weights=w, seed=i) for n in ns]
-    return values
+    return values, {rule: v.mean(axis=0) for rule, v in kl.items()}
+
+
+def text_mean_scores(scores, texts) -> np.ndarray:
+    """Each candidate's score replaced by the mean over the candidates with the same text: a model
+    scores one text the same up to float error of its batch, and the KL groups texts."""
+    scores = np.asarray(scores, dtype=np.float64)
+    groups: dict[str, list[int]] = {}
+    for j, text in enumerate(texts):
+        groups.setdefault(text, []).append(j)
+    out = scores.copy()
+    for members in groups.values():
+        out[members] = scores[members].mean()
+    return out
 
 
 def baseline_values(pools: dict, ns: list[int]) -> dict[str, np.ndarray]:
@@ -187,6 +208,7 @@ def baseline_values(pools: dict, ns: list[int]) -> dict[str, np.ndarray]:
     for i, (gold, answers) in enumerate(zip(pools["gold"], pools["answers"])):
         out["majority_vote"][i] = [majority_vote_expectation(answers, gold, n, seed=i) for n in ns]
         out["random"][i] = np.mean(gold)
+        out["random_text"][i] = distinct_random_curve(pools["pools"][i], gold, ns)
         out["oracle"][i] = [best_of_n_expectation(gold, gold, n) for n in ns]
     return out
 
@@ -209,7 +231,7 @@ def evaluate_family(cfg: DictConfig, family: str, data: dict, pools: dict, out_d
     rm, info = train_family(cfg, family, data, out_dir, loglik)
     columns, long, p_chosen = pairwise_columns(rm, data["pairwise"])
     outputs, per_s = score_pools(rm, pools)
-    values = selection_values(outputs, pools, exp)
+    values, kl = selection_values(outputs, pools, exp)
     if exp.save_models:
         rm.save_pretrained(out_dir / "models" / name)
     argmax = values["argmax"].mean(axis=0) if "argmax" in values else [float("nan")] * len(exp.ns)
@@ -220,7 +242,8 @@ def evaluate_family(cfg: DictConfig, family: str, data: dict, pools: dict, out_d
     long = [{"family": family, "loglik": ll, **r} for r in long]
     print(f"{name}: trained on {info['trained_on']} in {info['train_s']:.1f} s; scored {per_s:.0f} responses/s; "
           f"best-of-{exp.ns[-1]} {row[f'bo{exp.ns[-1]}']:.3f}", flush=True)
-    return row, long, p_chosen, {f"{name}/{rule}": v for rule, v in values.items()}
+    return row, long, p_chosen, {f"{name}/{rule}": v for rule, v in values.items()}, {
+        f"{name}/{rule}": v for rule, v in kl.items()}
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
@@ -235,17 +258,21 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     pools = policy_pools(cfg)
     pass_rate = float(np.mean(pools["gold"]))
     print(f"{len(families)} families: {families}; policy pass rate {pass_rate:.3f}", flush=True)
-    rows, pairwise, curves, values = [], [], {}, {}
+    rows, pairwise, curves, values, kls = [], [], {}, {}, {}
     for family in families:
         variants = loglik_variants(cfg, family)
         for loglik in variants:
             name = variant_name(family, loglik, variants)
-            row, long, curves[name], family_values = evaluate_family(cfg, family, data, pools, out_dir, loglik, name)
+            row, long, curves[name], family_values, family_kl = evaluate_family(cfg, family, data, pools, out_dir,
+                                                                                loglik, name)
+            kls.update(family_kl)
             rows.append(row)
             pairwise += long
             values.update(family_values)
     values.update(baseline_values(pools, list(exp.ns)))
     selection, bands = summarise(values, list(exp.ns), exp.bootstrap_resamples, cfg.seed)
+    for row in selection:  # the exact KL(best-of-n || policy) on the pools, where a ranking defines it
+        row.update({f"kl{n}": float(v) for n, v in zip(exp.ns, kls.get(row["method"], [float("nan")] * len(exp.ns)))})
     extra = {"selection": selection, "pairwise": pairwise, "bootstrap_95": {m: dict(zip(map(str, exp.ns), b)) for m, b in bands.items()},
              "policy_pass_rate": pass_rate, "n_problems": len(pools["prompts"]), "n_candidates": exp.n_candidates,
              "families": families}
@@ -253,6 +280,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     first_split = next(iter(data["pairwise"].evals))
     plot_reliability(out_dir / "reliability.png", curves, title=f"Reliability on arithmetic ({first_split})")
     plot_best_of_n(out_dir / "best_of_n.png", selection, bands, list(exp.ns), f"policy {pools['policy']}")
+    plot_against_kl(out_dir / "best_of_n_kl.png", selection, kls, list(exp.ns))
     log_study(cfg, out_dir, {"families": rows, "selection": selection},
               {"policy_pass_rate": pass_rate, **{row["family"]: row for row in rows}})
     print(f"\n{table}\n\npolicy pass rate {pass_rate:.4f}; written to {out_dir}", flush=True)
@@ -300,6 +328,36 @@ def plot_best_of_n(path: Path, selection: list[dict], bands: dict, ns: list[int]
         ax.set_xticks(ns, [str(n) for n in ns])
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes[0].set_ylabel("accuracy of the selected solution (95% bootstrap band)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_against_kl(path: Path, selection: list[dict], kls: dict, ns: list[int]) -> None:
+    """Best-of-n accuracy of each variant's argmax against KL(best-of-n || policy): on the left the
+    exact KL computed from the pool (repeated texts make it far smaller than the bound), on the
+    right the analytical bound log n - (n-1)/n; the baselines on the bound's axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    palette = plt.get_cmap("tab20").colors
+    bound = [bon_kl(n) for n in ns]
+    for i, row in enumerate(selection):
+        method = row["method"]
+        ys = [row[f"bo{n}"] for n in ns]
+        if method.endswith("/argmax") and method in kls:
+            color = palette[i % len(palette)]
+            axes[0].plot(kls[method], ys, "-o", color=color, markersize=3, label=method.removesuffix("/argmax"))
+            axes[1].plot(bound, ys, "-o", color=color, markersize=3, label=method.removesuffix("/argmax"))
+        elif method in BASELINES:
+            axes[1].plot(bound, ys, ":", color="grey" if method.startswith("random") else "black", label=method)
+    axes[0].set(xlabel="KL(best-of-n || policy), exact on the pool (nats)", title="against the pool's KL")
+    axes[1].set(xlabel="log n - (n-1)/n (nats, an upper bound)", title="against the analytical bound")
+    axes[0].set_ylabel("accuracy of the selected solution")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
