@@ -39,7 +39,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import derive_config, group_config, log_study, train_rm
+from experiments.common import derive_config, experiment_task, group_config, log_study, train_rm
 from nexus import metrics
 from nexus.tasks import arithmetic
 from nexus.data.formats import PairwiseExample
@@ -91,11 +91,11 @@ def make_gold(cfg: DictConfig, out_dir: Path) -> tuple:
                 {"gold": "truth"})
     if gold.kind != "rm":
         raise ValueError(f"experiment.gold.kind={gold.kind!r}: expected 'rm' or 'truth'")
-    clean = arithmetic.generate(gold.n_pairs, cfg.data.train_seed, arithmetic.SPLITS[cfg.experiment.split])
+    clean = arithmetic.generate(gold.n_pairs, cfg.data.train_seed, experiment_task(cfg, "rm"))
     # Another head init than the proxies': they must learn the gold's judgements from its labels,
     # not inherit them from a shared random initialisation.
     rm, info = train_variant(cfg, "scalar", [gold], clean["pairwise"], out_dir, "gold", seed=cfg.seed + 1)
-    held_out = arithmetic.generate(gold.n_eval, cfg.data.eval_seed, arithmetic.SPLITS[cfg.experiment.split])
+    held_out = arithmetic.generate(gold.n_eval, cfg.data.eval_seed, experiment_task(cfg, "eval"))
     accuracy = pairwise_report(score_pairs(rm, held_out["pairwise"]))["accuracy"]
     if cfg.experiment.save_gold:
         rm.save_pretrained(out_dir / "gold")
@@ -114,7 +114,7 @@ def labelled_pairs(cfg: DictConfig, policy, gold) -> tuple[list[PairwiseExample]
     Bradley-Terry sampling from the gold; a problem with no two distinct samples is skipped (warned)."""
     exp = cfg.experiment
     prompts = [p.prompt for p in arithmetic.generate(max(exp.n_labels), exp.train_seed,
-                                                      arithmetic.SPLITS[exp.split])["pairwise"]]
+                                                      experiment_task(cfg, "rm"))["pairwise"]]
     draws = generate_cached(policy, prompts, exp.pair_draws, seed=cfg.seed + 11, cache_dir=exp.get("cache_dir"))
     kept = [(p, *list(dict.fromkeys(d))[:2]) for p, d in zip(prompts, draws) if len(set(d)) >= 2]
     if len(kept) < len(prompts):
@@ -133,7 +133,7 @@ def labelled_pairs(cfg: DictConfig, policy, gold) -> tuple[list[PairwiseExample]
 def policy_pools(cfg: DictConfig, policy, gold) -> dict:
     """One pool of N samples per held-out problem, with gold rewards and correctness per candidate."""
     exp = cfg.experiment
-    problems = arithmetic.generate(exp.n_problems, exp.test_seed, arithmetic.SPLITS[exp.split])["pairwise"]
+    problems = arithmetic.generate(exp.n_problems, exp.test_seed, experiment_task(cfg, "eval"))["pairwise"]
     prompts = [p.prompt for p in problems]
     pools = generate_cached(policy, prompts, exp.n_candidates, seed=cfg.seed + 7, cache_dir=exp.get("cache_dir"))
     flat = gold([p for p, pool in zip(prompts, pools) for _ in pool], [s for pool in pools for s in pool])

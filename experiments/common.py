@@ -131,6 +131,12 @@ def arithmetic_tasks(data: DictConfig, splits, partition: str | None, templates)
                                 partition=partition if data.get("partitioned", False) else None) for name in names]
 
 
+def experiment_task(cfg: DictConfig, partition: str):
+    """The task config of `experiment.split` in the data's wordings, drawn from `partition` when the
+    data is partitioned (a study's training problems from "rm", its test problems from "eval")."""
+    return arithmetic_tasks(cfg.data, cfg.experiment.split, partition, cfg.data.get("templates") or ["bare"])[0]
+
+
 def draw(n: int, seed: int, tasks: list, kind: str = "pairwise") -> list:
     """`n` examples of format `kind` split evenly over `tasks` (each with its own seed offset)."""
     out = []

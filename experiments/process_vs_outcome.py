@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import arithmetic_tasks, train_rm
+from experiments.common import experiment_task, train_rm
 from nexus import metrics
 from nexus.tasks import arithmetic
 from nexus.data.formats import OutcomeExample, ProcessExample
@@ -33,16 +33,10 @@ from nexus.sampling.best_of_n import best_of_n_expectation, majority_vote_expect
 from nexus.tasks.arithmetic.shepherd import arithmetic_correct, shepherd_labels
 
 
-def task(cfg: DictConfig, partition: str) -> arithmetic.ArithmeticConfig:
-    """The task config of `experiment.split` in the data's wordings, from `partition` when the
-    data is partitioned (training problems from "rm", test problems from "eval")."""
-    return arithmetic_tasks(cfg.data, cfg.experiment.split, partition, cfg.data.get("templates") or ["bare"])[0]
-
-
 def labelled_samples(cfg: DictConfig, policy, seed: int) -> tuple[list[ProcessExample], list[OutcomeExample]]:
     """Policy samples on training problems, as process (per-step) and outcome (final answer) data."""
     exp = cfg.experiment
-    prompts = [p.prompt for p in arithmetic.generate(exp.n_train_problems, exp.train_seed, task(cfg, "rm"))["pairwise"]]
+    prompts = [p.prompt for p in arithmetic.generate(exp.n_train_problems, exp.train_seed, experiment_task(cfg, "rm"))["pairwise"]]
     samples = generate_cached(policy, prompts, exp.train_samples, seed=seed)
     flat = [(p, s, arithmetic.parse_steps(s) or [""]) for p, ss in zip(prompts, samples) for s in ss]
     if exp.labels == "exact":
@@ -74,7 +68,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     prm.save_pretrained(out_dir / "models" / "prm")
     orm.save_pretrained(out_dir / "models" / "orm")
 
-    prompts = [p.prompt for p in arithmetic.generate(exp.n_test_problems, exp.test_seed, task(cfg, "eval"))["pairwise"]]
+    prompts = [p.prompt for p in arithmetic.generate(exp.n_test_problems, exp.test_seed, experiment_task(cfg, "eval"))["pairwise"]]
     pools = generate_cached(policy, prompts, exp.n_candidates, seed=cfg.seed + 7)
     flat_prompts = [p for p, pool in zip(prompts, pools) for _ in pool]
     flat = [s for pool in pools for s in pool]
