@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,9 @@ def test_policies_are_configs_that_a_study_can_switch(tmp_path):
     policy = instantiate(cfg.experiment.policy)
     assert (type(policy).__name__, policy.name, policy.error_rate) == ("ArithmeticPolicy", "arithmetic", 0.3)
     samples = policy.generate(["12 + 7"], n=3, seed=0)
-    assert len(samples[0]) == 3 and all(s.splitlines()[-1].startswith("12 + 7 = ") for s in samples[0])
+    # the last line is "12 + 7 = z" in one of the policy's equivalent formats (no spaces, operands swapped)
+    lines = [re.sub(r"^Step\d+:", "", s.splitlines()[-1].replace(" ", "")) for s in samples[0]]
+    assert len(lines) == 3 and all(line.startswith(("12+7=", "7+12=")) for line in lines)
     cfg = compose_config(tmp_path, "run", ["experiment=bon_overoptimization", "policy@experiment.policy=causal_lm",
                                            "~experiment.policy.error_rate", "experiment.policy.name_or_path=arith-lm",
                                            "experiment.policy.temperature=0.5"])

@@ -205,7 +205,9 @@ def test_label_steps_edge_cases():
     assert ar.label_steps(prompt, ["2 + 3 = 5", "5 * 4 = 20", "20 - 5 = 15", "15 + 0 = 15"]) == [1, 1, 1, 0]
     assert ar.label_steps(prompt, ["2+3=5", "", "20 - 5 = 15"]) == [1, 0, 0]  # blank is a wrong step
     assert ar.label_steps(prompt, ["2 + 3 = 5", "5 - 4 = 1", "1 - 5 = -4"]) == [1, 0, 0]  # wrong op
-    assert ar.label_steps(prompt, ["3 + 2 = 5", "5 * 4 = 20", "20 - 5 = 15"]) == [0, 0, 0]  # wrong x
+    assert ar.label_steps(prompt, ["4 + 3 = 7", "7 * 4 = 28", "28 - 5 = 23"]) == [0, 0, 0]  # wrong x
+    assert ar.label_steps(prompt, ["3 + 2 = 5", "4 * 5 = 20", "20 - 5 = 15"]) == [1, 1, 1]  # + and * commute
+    assert ar.label_steps(prompt, ["2 + 3 = 5", "5 * 4 = 20", "5 - 20 = 15"]) == [1, 1, 0]  # - does not
     assert ar.label_steps(prompt, ar.parse_steps("")) == []
     assert ar.parse_steps(" a \n\n b\r\n") == ["a", "", "b"]
     with pytest.raises(ValueError, match="canonical"):

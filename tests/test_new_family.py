@@ -72,10 +72,10 @@ def test_compare_rms_runs_a_family_given_by_its_yaml_alone(tmp_path):
     run_dir = tmp_path / "run"
     cfg = compose_config(run_dir, "run", ["experiment=compare_rms", "+debug=compare_rms",
                                           f"experiment.model_dirs=[{family_dir}]",
-                                          "experiment.families=[linear_probe,scalar]",
+                                          "experiment.families=[linear_probe,scalar]", "experiment.loglik=null",
                                           f"experiment.cache_dir={tmp_path / 'generations'}"])
     out = run(cfg, run_dir)
     rows = {r["family"]: r for r in out["rows"]}
     assert sorted(rows) == ["linear_probe", "scalar"]
-    assert rows["linear_probe"]["trained_on"] == "pairwise (16)" and 0 <= rows["linear_probe"]["accuracy_id"] <= 1
+    assert rows["linear_probe"]["trained_on"] == "pairwise (16)" and 0 <= rows["linear_probe"]["accuracy_level2/unseen"] <= 1
     assert "| linear_probe |" in (run_dir / "results.md").read_text()
