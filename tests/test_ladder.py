@@ -186,3 +186,22 @@ def test_the_ladder_data_of_a_run_keeps_lm_rm_and_evaluation_problems_apart():
     assert sorted(run.evals) == [f"{lv}/{g}" for lv in arithmetic.LEVELS for g in ("seen", "unseen")]
     assert {template_of(p.prompt) for p in run.evals["level2/unseen"]} == set(UNSEEN_TEMPLATES)
     assert {template_of(p.prompt) for p in run.train} == set(SEEN_TEMPLATES)
+
+
+def test_the_shipped_ladder_lm_loads_and_a_changed_file_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from nexus.tasks.arithmetic import task_lm
+
+    assert task_lm.SHIPPED_SHA256 is not None, "the ladder LM's weights ship with the repository"
+    assert task_lm.ladder_lm_dir() == task_lm.SHIPPED_DIR
+    bb = load_backbone("arith-lm-ladder", lm_logprobs=True)
+    assert bb.hf_config.n_layer == task_lm.LADDER.n_layer and bb.hidden_size == task_lm.LADDER.n_embd
+    copy = tmp_path / "arith_lm_ladder"
+    shutil.copytree(task_lm.SHIPPED_DIR, copy)
+    weights = bytearray((copy / "model.safetensors").read_bytes())
+    weights[-1] ^= 1  # one bit of one weight
+    (copy / "model.safetensors").write_bytes(bytes(weights))
+    monkeypatch.setattr(task_lm, "SHIPPED_DIR", copy)
+    with pytest.raises(ValueError, match="SHA-256 .* is not the shipped"):
+        task_lm.ladder_lm_dir()

@@ -174,8 +174,8 @@ def arith_lm_dir(cfg: ArithLMConfig = ArithLMConfig()) -> Path:
 # The ladder LM's weights as shipped in the repository, and their SHA-256 (checked at every load,
 # so a corrupted or swapped file is refused rather than silently changing every result).
 SHIPPED_DIR = Path(__file__).resolve().parent / "arith_lm_ladder"
-SHIPPED_SHA256 = None
-SHIPPED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+SHIPPED_SHA256 = "885096062500c45d64aea8ade7707cb82ea480cfe200a4c8aac955c6fb489bbd"
+SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json", "nexus_arith_lm.json")
 
 
