@@ -42,7 +42,7 @@ def test_tiny_compare_rms_covers_every_family_and_the_identities(tmp_path):
     assert by["process-ll"]["trained_on"] == "process (32)" and by["outcome+ll"]["trained_on"] == "outcome (32)"
     assert (by["scalar+ll"]["loglik"], by["scalar-ll"]["loglik"], by["rules"]["loglik"]) == ("on", "off", "n/a")
     # every variant has a row per evaluation set of the ladder, seen and unseen wordings
-    sets = {(r["family"], r["eval_set"]) for r in out["pairwise"]}
+    sets = {(r["family"], r["loglik"], r["eval_set"]) for r in out["pairwise"]}
     assert len(sets) == len(out["pairwise"]) == len(variants) * 6
 
     # The pools again, from the policy itself: best-of-1 is the policy's pass rate for every
