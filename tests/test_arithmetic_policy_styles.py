@@ -104,3 +104,24 @@ def test_error_rate_for_hits_the_pass_rate_on_a_three_to_four_step_level():
     final_right = np.mean([arithmetic.gold_reward(p, s) for p, pool in zip(prompts, pools) for s in pool])
     # 8,000 samples (400 problems, whose 3/4-step mix adds spread): 0.03 is about 4 standard errors.
     assert all_right == pytest.approx(0.45, abs=0.03) and all_right <= final_right < all_right + 0.03
+
+
+def test_carry_errors_change_the_tens_and_keep_the_last_digit():
+    from nexus.tasks.arithmetic import ArithmeticPolicy, problems
+
+    prompts = ["23 + 45 - 17", "81 - 29 + 64 - 12"]
+    plain = ArithmeticPolicy(0.5).generate(prompts, 40, seed=3)
+    carry = ArithmeticPolicy(0.5, error_unit=10).generate(prompts, 40, seed=3)
+    offsets = set()
+    for prompt, pool in zip(prompts, carry):
+        truth, _ = problems.solve(*problems.parse_prompt(prompt))
+        for sample in pool:
+            for line, right in zip(problems.parse_steps(sample), truth):
+                if line != right:  # the first wrong step: its result is off by a multiple of 10
+                    offsets.add(int(line.rsplit("=", 1)[1]) - int(right.rsplit("=", 1)[1]))
+                    break
+    assert offsets and all(o % 10 == 0 and 10 <= abs(o) <= 30 for o in offsets)
+    # the same draws decide which steps go wrong, so the pass rates agree
+    rate = lambda pools: sum(problems.gold_reward(p, s) for p, pool in zip(prompts, pools) for s in pool)  # noqa: E731
+    assert rate(plain) == rate(carry)
+    assert ArithmeticPolicy(0.5, error_unit=10).spec()["error_unit"] == 10 and "error_unit" not in ArithmeticPolicy().spec()

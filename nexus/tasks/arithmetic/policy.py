@@ -12,8 +12,10 @@ from nexus.tasks.arithmetic import problems as arithmetic
 class ArithmeticPolicy(Policy):
     """The arithmetic task's step-by-step solver, wrong at each step with probability `error_rate`.
 
-    A wrong step is off by an offset in [1, `max_offset`] (either sign); later steps are computed
-    correctly from the wrong value, like the task's injected errors. `temperature` is ignored:
+    A wrong step is off by an offset in [1, `max_offset`] times `error_unit` (either sign): a unit
+    of 1 changes the last digit, 10 the tens (a dropped or spurious carry, as the ladder's upper
+    levels inject). Later steps are computed correctly from the wrong value, like the task's
+    injected errors. `temperature` is ignored:
     the error distribution is what this policy controls. A prefix is continued from the value its
     last step reached, so Math-Shepherd labels can be computed exactly in expectation.
 
@@ -41,17 +43,20 @@ class ArithmeticPolicy(Policy):
     name = "arithmetic"
 
     def __init__(self, error_rate: float = 0.2, max_offset: int = 3, temperature: float = 1.0,
-                 style_rate: float = 0.0):
-        if not 0.0 <= error_rate <= 1.0 or max_offset < 1 or not 0.0 <= style_rate <= 1.0:
-            raise ValueError(f"error_rate={error_rate} and style_rate={style_rate} must be in [0, 1] and "
-                             f"max_offset={max_offset} >= 1")
+                 style_rate: float = 0.0, error_unit: int = 1):
+        if (not 0.0 <= error_rate <= 1.0 or max_offset < 1 or not 0.0 <= style_rate <= 1.0
+                or not isinstance(error_unit, int) or error_unit < 1):
+            raise ValueError(f"error_rate={error_rate} and style_rate={style_rate} must be in [0, 1], "
+                             f"max_offset={max_offset} and error_unit={error_unit!r} integers >= 1")
         self.error_rate, self.max_offset, self.temperature = error_rate, max_offset, temperature
-        self.style_rate = style_rate
+        self.style_rate, self.error_unit = style_rate, error_unit
 
     def spec(self) -> dict:
         spec = {"policy": "arithmetic", "error_rate": self.error_rate, "max_offset": self.max_offset}
         if self.style_rate:  # absent at 0, so caches of unstyled samples keep their keys
             spec["style_rate"] = self.style_rate
+        if self.error_unit != 1:  # likewise
+            spec["error_unit"] = self.error_unit
         return spec
 
     @staticmethod
@@ -102,7 +107,7 @@ class ArithmeticPolicy(Policy):
                 for op, y in list(zip(operators, operands[1:]))[len(done):]:
                     result = arithmetic.apply_op(op, current, y)
                     if rng.random() < self.error_rate:
-                        result += rng.randint(1, self.max_offset) * rng.choice((-1, 1))
+                        result += rng.randint(1, self.max_offset) * self.error_unit * rng.choice((-1, 1))
                     steps.append(self._line(style, numbered, len(steps) + 1, current, op, y, result))
                     current = result
                 samples.append("\n".join(steps))
