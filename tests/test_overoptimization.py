@@ -12,9 +12,9 @@ import pytest
 import nexus
 from experiments.bon_overoptimization import run, truth_reward
 import experiments.common
-from experiments.common import log_study
+from experiments.common import experiment_task, log_study
+from hydra.utils import instantiate
 from nexus.tasks import arithmetic
-from nexus.tasks.arithmetic import ArithmeticPolicy
 from nexus.sampling.overoptimization import (bon_curves, bradley_terry_labels, fit_gao_bon, gao_bon,
                                              power_of_two_ns, rises_then_falls, sqrt_kl)
 from tests.conftest import compose_config
@@ -95,8 +95,8 @@ def test_tiny_study_runs_end_to_end_and_logs_to_wandb(tmp_path, monkeypatch):
 
     # The pools again, from the policy itself, scored by the saved gold RM: best-of-1 under any
     # selector is a uniform draw, so its gold is the pools' mean gold; best-of-N is at most the best.
-    problems = arithmetic.generate(4, cfg.experiment.test_seed)["pairwise"]
-    pools = ArithmeticPolicy(0.5, 3).generate([p.prompt for p in problems], N, seed=cfg.seed + 7)
+    problems = arithmetic.generate(4, cfg.experiment.test_seed, experiment_task(cfg, "eval"))["pairwise"]
+    pools = instantiate(cfg.experiment.policy).generate([p.prompt for p in problems], N, seed=cfg.seed + 7)
     gold_rm = nexus.load(tmp_path / "gold")
     gold = gold_rm.score([p.prompt for p, pool in zip(problems, pools) for _ in pool],
                          [s for pool in pools for s in pool]).rewards.numpy().reshape(4, N)

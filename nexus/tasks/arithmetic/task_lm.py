@@ -246,11 +246,11 @@ def main(argv=None) -> None:
     cfg = dataclasses.replace(LADDER if ladder else ArithLMConfig(),
                               **{k: v for k, v in args.items() if v is not None})
     path = arith_lm_dir(cfg)
-    wordings = {"seen": SEEN_TEMPLATES, "unseen": UNSEEN_TEMPLATES} if ladder else {"bare": ("bare",)}
+    wordings = {" (seen wordings)": SEEN_TEMPLATES, " (unseen wordings)": UNSEEN_TEMPLATES} if ladder else {"": ("bare",)}
     for split in (LEVELS if ladder else SPLITS) if n_eval else ():
         for name, templates in wordings.items():
             accuracy = loglik_accuracy(path, split, n_eval, templates=templates, partition="eval" if ladder else None)
-            print(f"log-likelihood accuracy on {n_eval} {split} pairs ({name} wordings): {accuracy:.4f}")
+            print(f"log-likelihood accuracy on {n_eval} {split} pairs{name}: {accuracy:.4f}")
     print(path)
     if shipping:
         print(f"shipped to {SHIPPED_DIR}; SHIPPED_SHA256 = {ship(path)!r}")
