@@ -31,8 +31,8 @@ def error_units(pairs: int) -> dict[str, float]:
     """Log-likelihood accuracy on level-2 pairs with carry errors and with last-digit errors."""
     out = {}
     for name, unit in (("carry errors", 10), ("last-digit errors", 1)):
-        arithmetic.SPLITS[f"_probe_{unit}"] = dataclasses.replace(arithmetic.SPLITS["level2"], error_unit=unit)
-        out[name] = loglik_accuracy(ladder_lm_dir(), f"_probe_{unit}", pairs, templates=("bare",), partition="eval")
+        task = dataclasses.replace(arithmetic.SPLITS["level2"], error_unit=unit)
+        out[name] = loglik_accuracy(ladder_lm_dir(), n=pairs, templates=("bare",), partition="eval", task=task)
     return out
 
 

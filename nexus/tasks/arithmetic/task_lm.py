@@ -212,9 +212,11 @@ def ship(trained: Path) -> str:
 
 @torch.inference_mode()
 def loglik_accuracy(model_dir: Path, split: str = "id", n: int = 500, seed: int = 12345,
-                    templates: tuple[str, ...] = ("bare",), partition: str | None = None) -> float:
+                    templates: tuple[str, ...] = ("bare",), partition: str | None = None,
+                    task=None) -> float:
     """How often the LM gives the correct solution a higher log-likelihood than the corrupted one,
-    on `n` pairs of `split` in the wordings `templates` (and of `partition`, e.g. "eval").
+    on `n` pairs of `split` (or of the config `task`, e.g. a split with another error model) in the
+    wordings `templates` (and of `partition`, e.g. "eval").
 
     The prompt is shared by both sides of a pair, so whole-sequence log-likelihoods compare
     the responses alone.
@@ -223,7 +225,7 @@ def loglik_accuracy(model_dir: Path, split: str = "id", n: int = 500, seed: int 
     from nexus.tasks.arithmetic.problems import generate
 
     backbone = load_backbone(str(model_dir), lm_logprobs=True, logprob_scope="input").eval()
-    task = dataclasses.replace(SPLITS[split], templates=templates, partition=partition)
+    task = dataclasses.replace(task or SPLITS[split], templates=templates, partition=partition)
     pairs = generate(n, seed=seed, cfg=task)["pairwise"]
     prompts = [p.prompt for p in pairs]
     batch = backbone.encode(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
