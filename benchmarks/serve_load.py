@@ -56,6 +56,8 @@ def parser():
     p.add_argument("--queue-limit", type=int, default=32, help="max_queue_items of the memory case")
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--rounds", type=int, default=3, help="interleaved measurements per case; medians reported")
+    p.add_argument("--server-threads", type=int, default=None,
+                   help="the servers' torch threads (serve `threads=`); default: torch's, one per core")
     return p
 
 
@@ -215,8 +217,9 @@ def run(args) -> list[Row]:
     rows, baseline = [], []
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = rm.save_pretrained(Path(tmp) / "rm")
+        threads = {} if args.server_threads is None else {"threads": args.server_threads}
         servers = {batching: ServerProcess(checkpoint, batching=str(batching).lower(),
-                                           max_wait_ms=args.max_wait_ms) for batching in (True, False)}
+                                           max_wait_ms=args.max_wait_ms, **threads) for batching in (True, False)}
         try:
             bases = {}
             for batching, server in servers.items():
@@ -251,7 +254,7 @@ def run(args) -> list[Row]:
                 server.stop()
         clients = max(args.clients)
         server = ServerProcess(checkpoint, max_queue_items=args.queue_limit,
-                               max_wait_ms=args.max_wait_ms)
+                               max_wait_ms=args.max_wait_ms, **threads)
         try:
             asyncio.run(drive(server.url, bodies[:16], 4, args.max_seconds))
             with PeakOf(server.ps, server.ps.memory_info().rss) as peak:

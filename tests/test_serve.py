@@ -347,6 +347,8 @@ def test_serve_config_refuses_bad_settings():
         ServeConfig(max_wait_ms=-1)
     with pytest.raises(ValueError, match="api_key"):
         ServeConfig(api_key="")
+    with pytest.raises(ValueError, match="threads"):
+        ServeConfig(threads=0)
 
 
 def test_the_command_line_and_the_hydra_config_take_the_same_settings():
@@ -384,7 +386,7 @@ def start_cli(checkpoint, *args, module: str = "nexus.serve") -> tuple[subproces
 def test_sigterm_under_load_finishes_every_accepted_request_and_exits_0(tmp_path):
     rm = scalar_rm()
     checkpoint = rm.save_pretrained(tmp_path / "ckpt")
-    process, url = start_cli(checkpoint, "max_wait_ms=2", "max_batch_tokens=4096")
+    process, url = start_cli(checkpoint, "max_wait_ms=2", "max_batch_tokens=4096", "threads=1")
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -396,6 +398,7 @@ def test_sigterm_under_load_finishes_every_accepted_request_and_exits_0(tmp_path
                 pass
             assert time.monotonic() < deadline, "the server never became ready"
             time.sleep(0.2)
+        assert httpx.get(f"{url}/info").json()["torch_threads"] == 1  # `threads=` reached torch
         groups = [([f"{i} + {j} = ?" for j in range(16)], [f" {i + j}" + " because" * 30 for j in range(16)])
                   for i in range(64)]
 

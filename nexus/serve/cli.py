@@ -64,6 +64,10 @@ def run_server(checkpoint: str, config: ServeConfig, *, log_level: str = "info",
     from nexus.serve.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
     app = create_app(str(checkpoint), config, **load_options)
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level,
                                            timeout_graceful_shutdown=config.graceful_timeout_s or None))

@@ -34,6 +34,10 @@ class ServeConfig:
             `X-API-Key: <key>` (401 otherwise).
         graceful_timeout_s: on SIGTERM, how long in-flight requests may take to finish.
         retry_after_s: the Retry-After a 503 carries.
+        threads: torch's intra-op threads in the server process (`torch.set_num_threads`, set
+            by `python -m nexus.serve` before the model loads); None: torch's default, one per
+            core. On a CPU host the HTTP side needs CPU too, so fewer model threads than cores can
+            serve more requests per second (docs/serving.md measures it).
     """
 
     host: str = "127.0.0.1"
@@ -50,6 +54,7 @@ class ServeConfig:
     api_key: str | None = None
     graceful_timeout_s: float = 60.0
     retry_after_s: int = 1
+    threads: int | None = None
 
     def __post_init__(self):
         for name in ("max_batch_tokens", "max_queue_items", "max_body_bytes", "max_items_per_request"):
@@ -61,6 +66,7 @@ class ServeConfig:
             raise ValueError(f"serve.max_padding must be a fraction in [0, 1) or null, got {self.max_padding!r}")
         check_positive_int("serve.port", self.port, minimum=0, maximum=65535)
         check_positive_int("serve.retry_after_s", self.retry_after_s)
+        check_positive_int("serve.threads", self.threads, allow_none=True)
         if not isinstance(self.batching, bool):
             raise ValueError(f"serve.batching must be true or false, got {self.batching!r}")
         for name in ("max_wait_ms", "graceful_timeout_s"):
