@@ -6,7 +6,7 @@ setup(
     description="A research zoo of reward models for RLHF behind one score() interface",
     python_requires=">=3.10",
     packages=find_packages(include=["nexus", "nexus.*", "experiments", "experiments.*"]),
-    package_data={"experiments": ["conf/**/*.yaml", "conf/*.yaml"], "nexus": ["prompts/*.txt", "data/*.txt", "tasks/arithmetic/arith_lm_ladder/*"]},
+    package_data={"experiments": ["conf/**/*.yaml", "conf/*.yaml"], "nexus": ["prompts/*.txt", "prompts/*/*.txt", "data/*.txt", "tasks/arithmetic/arith_lm_ladder/*"]},
     install_requires=[
         # torch is installed first by the Makefile (TORCH_SPEC) so a CPU or CUDA build can be chosen.
         "torch>=2.1",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 
 import pytest
 import torch
@@ -287,8 +288,11 @@ def test_lora_fine_tuning_lowers_the_verdict_loss(tmp_path):
 def test_rationale_targets_cover_the_critique_then_eos():
     problem = make_problem([1, 2, 3], ["+", "*"])
     wrong = "1 + 2 = 4\n4 * 3 = 12"
-    assert arithmetic_rationale(problem.prompt, wrong) == "Step 1: 1 + 2 = 4 is wrong; it should be 1 + 2 = 3."
-    assert arithmetic_rationale(problem.prompt, "1 + 2 = 3").endswith("stops before the last operation.")
+    assert arithmetic_rationale(problem.prompt, wrong) == "1 + 2 = 3 not 4"  # recomputed, then compared
+    assert arithmetic_rationale(problem.prompt, "1 + 2 = 3") == "1 + 2 = 3 ok\nunfinished"
+    assert arithmetic_rationale(problem.prompt, "Step 1: 2+1 = 3\n3 * 3 = 9") == "1 + 2 = 3 ok\n3 * 3 = 9 ok"
+    assert arithmetic_rationale(problem.prompt, "1 + 3 = 4\n4 * 3 = 12") == "1 + 2 = 3 not 1 + 3 = 4"
+    assert arithmetic_rationale(problem.prompt, "1 + 2 = 3\n3 * 3 = 9\n9 + 1 = 10").endswith("9 + 1 = 10 extra")
     rm = make_judge(rationale="arithmetic")
     batch = rm.data_collator()([OutcomeExample(problem.prompt, wrong, 0.0)])
     ids, targets = batch["input_ids"][0], batch["lm_targets"][0]
@@ -349,3 +353,51 @@ def test_hydra_config_instantiates_scores_and_trains(tmp_path):
     loaded = nexus.load(tmp_path / "model")
     torch.testing.assert_close(loaded.score(PROMPTS, RESPONSES).rewards, model.score(PROMPTS, RESPONSES).rewards)
     assert "| id |" in (tmp_path / "results.md").read_text()
+
+
+def test_solve_first_judge_solves_the_prompt_before_it_is_shown_the_response(tmp_path):
+    problem = make_problem([1, 2, 3], ["+", "*"])
+    wrong = "1 + 2 = 4\n4 * 3 = 12"
+    with pytest.raises(ValueError, match="explain=True"):
+        make_judge(solve_first=True)
+    rm = make_judge(prompt_dir="compact", explain=True, solve_first=True, rationale="arithmetic_solution",
+                    critique_max_tokens=8)
+    yes, no = rm.yes_no
+    solution = "1 + 2 = 3\n3 * 3 = 9"
+    ids, (start, end) = rm.verdict_ids(problem.prompt, wrong, None, solution)
+    text = rm.backbone.tokenizer.decode(ids)
+    assert text == f"{problem.prompt}\n\n{solution}\n\n{wrong}\n\nCorrect? {yes}/{no}\n\n"
+    assert rm.backbone.tokenizer.decode(ids[start:end]) == solution
+    # the critique context shows the prompt only: the judge's solution cannot copy the response
+    assert rm.critique_request(problem.prompt, wrong) == problem.prompt
+    batch = rm.data_collator()([OutcomeExample(problem.prompt, wrong, 0.0)])
+    span = (batch["lm_targets"][0] != -100).nonzero().flatten()
+    assert rm.backbone.tokenizer.decode(batch["input_ids"][0][span[:-1] + 1]) == solution
+    out = rm.score([problem.prompt], [wrong])
+    assert out.explanations is not None and torch.isfinite(out.rewards).all()
+    loaded = nexus.load(rm.save_pretrained(tmp_path / "judge"))
+    assert loaded.solve_first and loaded.templates == rm.templates
+    assert torch.equal(loaded.score([problem.prompt], [wrong]).rewards, out.rewards)
+
+
+def test_prompt_sets_by_name_and_a_missing_prompt_dir_is_an_error(tmp_path):
+    from nexus.prompts import load_templates
+
+    compact = load_templates("compact")
+    assert compact["task"] == "{prompt}\n\n{response}" and compact["solve"] == "{prompt}"
+    assert load_templates()["task"] != compact["task"]
+    with pytest.raises(FileNotFoundError, match="no-such-prompts"):
+        load_templates(tmp_path / "no-such-prompts")
+
+
+def test_generation_stops_at_the_judges_positions_with_a_warning():
+    rm = make_judge()
+    rm.backbone.position_limit = 24
+    ids = rm.token_ids("1 + 2 + 3 + 4 + 5 =")
+    assert len(ids) < 24
+    with pytest.warns(UserWarning, match="generation cut"):
+        texts = rm.generate([ids], max_new_tokens=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exactly the room left: no cut, no warning
+        assert rm.generate([ids], max_new_tokens=24 - len(ids)) == texts
+    assert rm.generate([ids], max_new_tokens=24 - len(ids) + 1) == texts  # greedy: one more token was cut

@@ -31,14 +31,16 @@ def register_rationale(name: str):
 
 
 def rationale_writer(name: str) -> Callable[[str, str], str]:
-    """The rationale writer `name`, importing the task package of that name if it registers it."""
+    """The rationale writer `name`, importing the task package named by its first "_"-separated
+    word (`arithmetic`, `arithmetic_solution`: nexus.tasks.arithmetic) if that registers it."""
     if name not in RATIONALES:
         import importlib
 
+        package = name.split("_")[0]  # "arithmetic_solution" is registered by nexus.tasks.arithmetic
         try:
-            importlib.import_module(f"nexus.tasks.{name}")
+            importlib.import_module(f"nexus.tasks.{package}")
         except ModuleNotFoundError as err:
-            if err.name != f"nexus.tasks.{name}":  # the package exists but fails to import
+            if err.name != f"nexus.tasks.{package}":  # the package exists but fails to import
                 raise
     if name not in RATIONALES:
         raise ValueError(f"rationale={name!r}: expected None or one of {sorted(RATIONALES)} "

@@ -13,6 +13,7 @@ Legend: b batch, n tokens, v vocabulary, p principles, c critiques per input, k 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import ClassVar, Mapping, Sequence
 
@@ -130,9 +131,12 @@ class GenerativeRewardModel(BackboneRewardModel):
                  n_critiques: int = 1, critique_temperature: float = 0.0, critique_max_tokens: int = 128,
                  answer_max_tokens: int = 8, principles: Sequence[str] = (), principle_weights=None,
                  verdict_words=VERDICT_WORDS, compare_labels=(("A", "B"),), template: str = "auto",
-                 prompt_dir: str | None = None, rationale: str | None = None, seed: int = 0, batch_size: int = 8):
+                 prompt_dir: str | None = None, rationale: str | None = None, solve_first: bool = False,
+                 seed: int = 0, batch_size: int = 8):
         super().__init__(batch_size=batch_size)
         _check_options(mode, read, explain, n_critiques, critique_temperature)
+        if solve_first and not explain:
+            raise ValueError("solve_first=True: the judge's own solution is its critique; set explain=True")
         self.backbone = causal_lm_backbone(backbone)
         self.mode, self.read, self.explain, self.n_critiques = mode, read, explain, n_critiques
         self.critique_temperature, self.critique_max_tokens = critique_temperature, critique_max_tokens
@@ -144,7 +148,7 @@ class GenerativeRewardModel(BackboneRewardModel):
         self.weights = _principle_weights(self.principles, self.principle_weights)
         self.verdict_words = _word_pairs(verdict_words, "verdict_words")
         self.compare_labels = _word_pairs(compare_labels, "compare_labels")
-        self.rationale, self.seed = rationale, seed
+        self.rationale, self.seed, self.solve_first = rationale, seed, bool(solve_first)
         tokenizer = self.backbone.tokenizer
         self.chat = templates_lib.uses_chat(tokenizer, template)
         self.templates = templates_lib.load_templates(prompt_dir)
@@ -171,7 +175,10 @@ class GenerativeRewardModel(BackboneRewardModel):
         return self.templates[name].format(yes=yes, no=no, principle=principle)
 
     def critique_request(self, prompt: str, response: str, principles: Sequence[str] = ()) -> str:
-        """The user message asking for a critique (against `principles` where given)."""
+        """The user message asking for a critique (against `principles` where given); with
+        `solve_first`, asking the judge to solve the prompt itself (the response is not shown)."""
+        if self.solve_first:
+            return self.templates["solve"].format(prompt=prompt)
         task = self.templates["task"].format(prompt=prompt, response=response)
         if not principles:
             return f"{task}\n\n{self.templates['critique']}"
@@ -198,7 +205,10 @@ class GenerativeRewardModel(BackboneRewardModel):
             return self.token_ids(self.render([f"{task}\n\n{self.question(principle)}"])), None
         request = self.critique_request(prompt, response, self.principles)
         head = self.render([request])
-        full = self.render([request, critique, self.question(principle)])
+        final = self.question(principle)
+        if self.solve_first:  # the judge has solved the prompt; now it is shown the response
+            final = self.templates["solved_verdict"].format(response=response, yes=self.yes_no[0], no=self.yes_no[1])
+        full = self.render([request, critique, final])
         if not full.startswith(head + critique):
             raise ValueError("the chat template does not render the critique verbatim after the request; "
                              "use template='plain'")
@@ -272,13 +282,26 @@ class GenerativeRewardModel(BackboneRewardModel):
             for start in range(0, len(ids), max(1, self.batch_size // n)):
                 batch = self._left_pad(ids[start:start + max(1, self.batch_size // n)])
                 sample = temperature > 0
+                room = self._room(batch["input_ids"].shape[1], max_new_tokens)
                 generated = self.lm.generate(
                     **batch, do_sample=sample, temperature=temperature if sample else None, top_p=None, top_k=None,
-                    num_return_sequences=n, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                    num_return_sequences=n, max_new_tokens=room, pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=self.stop_ids())
                 texts = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
                 out += [texts[j:j + n] for j in range(0, len(texts), n)]
         return out
+
+    def _room(self, context: int, wanted: int) -> int:
+        """New tokens that fit after `context` tokens within the model's positions (a model with
+        learned position embeddings cannot read past them), at most `wanted`; a shortened
+        generation is warned about, never silent."""
+        limit = self.backbone.position_limit
+        if limit is None or context + wanted <= limit:
+            return wanted
+        room = max(1, limit - context)
+        warnings.warn(f"generation cut to {room} new tokens (asked {wanted}): contexts of {context} tokens and the "
+                      f"judge's {limit} positions", stacklevel=3)
+        return room
 
     # ---- reading verdicts -----------------------------------------------------------------------
 
@@ -423,7 +446,8 @@ class GenerativeRewardModel(BackboneRewardModel):
                 "principles": self.principles, "principle_weights": self.principle_weights,
                 "verdict_words": [list(p) for p in self.verdict_words],
                 "compare_labels": [list(p) for p in self.compare_labels], "template": self.template,
-                "prompt_dir": self.prompt_dir, "rationale": self.rationale, "seed": self.seed,
+                "prompt_dir": self.prompt_dir, "rationale": self.rationale, "solve_first": self.solve_first,
+                "seed": self.seed,
                 "batch_size": self.batch_size}
 
     def _save_extra(self, directory: Path) -> None:

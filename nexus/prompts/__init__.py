@@ -27,6 +27,8 @@ FIELDS: dict[str, frozenset[str]] = {
     "critique_principles": frozenset({"principles"}),
     "compare": frozenset({"prompt", "response_first", "response_second", "first", "second"}),
     "revision": frozenset({"prompt", "response", "critique"}),
+    "solve": frozenset({"prompt"}),
+    "solved_verdict": frozenset({"response", "yes", "no"}),
 }
 REQUIRED: dict[str, frozenset[str]] = {
     "task": frozenset({"prompt", "response"}),
@@ -35,8 +37,11 @@ REQUIRED: dict[str, frozenset[str]] = {
     "critique_principles": frozenset({"principles"}),
     "compare": frozenset({"response_first", "response_second"}),
     "revision": frozenset({"response", "critique"}),
+    "solve": frozenset({"prompt"}),
+    "solved_verdict": frozenset({"response"}),
 }
 TEMPLATE_MODES = ("auto", "chat", "plain")
+PROMPT_SETS = ("compact",)  # folders of templates beside these, chosen by name (`prompt_set`)
 
 
 def _placeholders(text: str, where: str) -> set[str]:
@@ -58,12 +63,28 @@ def check_template(name: str, text: str, where: str) -> str:
     return text
 
 
+def prompt_set(directory: str | os.PathLike) -> Path:
+    """The folder of a prompt set: a path, or the name of a set packaged beside these templates
+    (`compact`: the fewest tokens around the task text, for small task models that never saw
+    instructions); FileNotFoundError for neither, rather than silently using the defaults."""
+    path = Path(directory)
+    if path.is_dir():
+        return path
+    packaged = PROMPT_DIR / str(directory)
+    if str(directory) in PROMPT_SETS and packaged.is_dir():
+        return packaged
+    raise FileNotFoundError(f"prompt_dir={str(directory)!r}: not a folder, nor a packaged prompt set "
+                            f"({', '.join(PROMPT_SETS)})")
+
+
 def load_templates(directory: str | os.PathLike | None = None) -> dict[str, str]:
-    """Every template by name: from `directory` where it holds `<name>.txt`, else the built-in file.
+    """Every template by name: from `directory` (a folder or a packaged set's name, `prompt_set`)
+    where it holds `<name>.txt`, else the built-in file.
 
     The trailing newline a text editor adds is dropped; everything else is kept as written.
     """
     templates = {}
+    directory = prompt_set(directory) if directory else None
     for name in FIELDS:
         path = Path(directory) / f"{name}.txt" if directory else None
         if path is None or not path.is_file():
@@ -106,5 +127,5 @@ def render(tokenizer, messages: Sequence[str], chat: bool) -> str:
     return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
 
-__all__ = ["FIELDS", "PROMPT_DIR", "REQUIRED", "check_template", "load_templates", "render", "save_templates",
+__all__ = ["FIELDS", "PROMPT_DIR", "REQUIRED", "check_template", "load_templates", "prompt_set", "render", "save_templates",
            "uses_chat"]

@@ -6,25 +6,53 @@ from nexus.data.judge import register_rationale
 from nexus.tasks.arithmetic import problems as arithmetic
 
 
+def _result(step: str) -> str:
+    """What a step line writes after its last '=' (the whole line when it has none)."""
+    return step.rsplit("=", 1)[-1].strip() if "=" in step else step
+
+
+def _left(step: str) -> str:
+    """A step's 'x op y' with the spacing normalised and any 'Step k:' prefix dropped."""
+    body = step.split(":", 1)[-1] if step.lower().startswith("step") else step
+    return "".join(body.rsplit("=", 1)[0].split())
+
+
 @register_rationale("arithmetic")
 def arithmetic_rationale(prompt: str, response: str) -> str:
-    """A step-by-step check of an arithmetic solution (the task's exact step labels, written out):
-    each step recomputed until the first wrong one, which is named with its correct result."""
+    """A step-by-step check of an arithmetic solution, written so that the task model can produce it.
+
+    Each line first recomputes the step from its operands ("12 + 7 = 19", the task model's own
+    solution format, which it already knows how to continue), then compares the solution's result
+    with it: "ok", or "not 18" naming what the solution wrote. A step whose operands differ from the
+    right ones is quoted whole ("not 12 + 8 = 20"). The check stops at the first wrong step, as the
+    step labels do; steps beyond the last operation are "extra", and a solution that stops early
+    ends with "unfinished". Computing before judging turns the verdict on each step into comparing
+    two numbers the model has just read and written.
+    """
     steps = arithmetic.parse_steps(response)
     if not steps:
-        return "The answer has no steps."
+        return "no steps"
     truth, _ = arithmetic.solve(*arithmetic.parse_prompt(prompt))
     labels = arithmetic.label_steps(prompt, steps)
     lines = []
     for i, (step, ok) in enumerate(zip(steps, labels)):
-        if ok:
-            lines.append(f"Step {i + 1}: {step} is right.")
-        elif i >= len(truth):
-            lines.append(f"Step {i + 1}: {step} is one step too many.")
-        elif step == truth[i]:  # right, but the solution ends before the last operation
-            lines.append(f"Step {i + 1}: {step} is right, but the solution stops before the last operation.")
+        if i >= len(truth):
+            lines.append(f"{step} extra")
+        elif ok:
+            lines.append(f"{truth[i]} ok")
+        elif arithmetic.label_steps(prompt, [*steps[:i + 1], *truth[i + 1:]])[i]:
+            lines.append(f"{truth[i]} ok\nunfinished")  # a right step, but the solution ends after it
+        elif _left(step) == _left(truth[i]):
+            lines.append(f"{truth[i]} not {_result(step)}")
         else:
-            lines.append(f"Step {i + 1}: {step} is wrong; it should be {truth[i]}.")
+            lines.append(f"{truth[i]} not {step}")
         if not ok:
             break
     return "\n".join(lines)
+
+
+@register_rationale("arithmetic_solution")
+def arithmetic_solution(prompt: str, response: str) -> str:
+    """The correct solution of the prompt, in the task's own step format: what a judge with
+    `solve_first` writes before it is shown the response (the response is not read)."""
+    return "\n".join(arithmetic.solve(*arithmetic.parse_prompt(prompt))[0])
