@@ -6,6 +6,9 @@
 2. How often its mean response log-likelihood ranks a right solution above a wrong one of the
    same best-of-n pool (level 2, the noisy solver with carry errors), on canonical step lines and
    with the solver's equivalent formats at rate 0.1 and 0.3.
+3. How often its greedy continuation of a prompt (in its training format, "<prompt>\n\n") is a
+   right solution, per level: what a judge that must first solve the problem itself (a generative
+   RM with `solve_first`) can build on.
 
 Prints one line per measurement and writes them to `--out` (JSON) if given.
 """
@@ -23,6 +26,7 @@ import torch
 from nexus.backbones import load_backbone
 from nexus.tasks import arithmetic
 from nexus.tasks.arithmetic import ArithmeticPolicy
+from nexus.tasks.arithmetic.problems import LEVELS
 from nexus.tasks.arithmetic.task_lm import ladder_lm_dir, loglik_accuracy
 from nexus.tasks.arithmetic.templates import SEEN_TEMPLATES
 
@@ -53,6 +57,23 @@ def within_pool(problems: int, style_rate: float, samples: int = 8) -> float:
     return float(np.mean(scores))
 
 
+@torch.inference_mode()
+def greedy_solve_rate(problems: int) -> dict[str, float]:
+    """Per level, the share of evaluation prompts (seen wordings) whose greedy solution is right."""
+    from nexus.models.generative import GenerativeRewardModel
+
+    solver = GenerativeRewardModel(load_backbone("arith-lm-ladder", lm_head=True, lm_logprobs=False),
+                                   prompt_dir="compact", explain=True, solve_first=True,
+                                   critique_max_tokens=96, batch_size=32).eval()
+    out = {}
+    for level in LEVELS:
+        task = dataclasses.replace(arithmetic.SPLITS[level], templates=SEEN_TEMPLATES, partition="eval")
+        prompts = [p.prompt for p in arithmetic.generate(problems, 5, task)["pairwise"]]
+        solutions = solver.critique(prompts, prompts)  # solve_first: the "response" is not shown
+        out[level] = float(np.mean([arithmetic.gold_reward(p, s[0]) for p, s in zip(prompts, solutions)]))
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=400)
@@ -62,6 +83,8 @@ def main(argv=None) -> dict:
     results = {f"level-2 log-likelihood accuracy, {k}": v for k, v in error_units(args.pairs).items()}
     for rate in (0.0, 0.1, 0.3):
         results[f"within-pool ranking by mean log-likelihood, formats at rate {rate}"] = within_pool(args.problems, rate)
+    for level, rate in greedy_solve_rate(args.pairs).items():
+        results[f"greedy solution right, {level}"] = rate
     for key, value in results.items():
         print(f"{key}: {value:.3f}")
     if args.out:
