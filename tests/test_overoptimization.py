@@ -117,3 +117,22 @@ def test_tiny_study_runs_end_to_end_and_logs_to_wandb(tmp_path, monkeypatch):
     assert images == {"coste", "overoptimization"}
     log = next(study[0].glob("*.wandb")).read_bytes()
     assert b"fits/small/n8/argmax/alpha" in log and b"bon_overoptimization" in log  # summary and config
+
+    # Over seeds (two copies of this run): gains in pool gold stds, and seed-paired differences.
+    import shutil
+
+    from experiments.bon_seeds import report
+
+    for seed in ("0", "1"):
+        shutil.copytree(tmp_path, tmp_path / "sweep" / seed, ignore=shutil.ignore_patterns("sweep", "wandb", "gold"))
+    summary = report(tmp_path / "sweep")
+    std = out["pool_gold_std"]
+    first = summary["rows"][0]
+    assert first["seeds"] == 2 and first["gold gain at peak"] == f"{(rows[0]['gold_peak'] - rows[0]['gold_bo1']) / std:+.3f} [" \
+        f"{(rows[0]['gold_peak'] - rows[0]['gold_bo1']) / std:+.3f}, {(rows[0]['gold_peak'] - rows[0]['gold_bo1']) / std:+.3f}]"
+    ensemble = next(c for c in summary["comparisons"] if c["comparison"].startswith("ensemble"))
+    by_rule = {(r["proxy"], r["rule"], r["n_labels"]): r for r in rows}
+    expected = (by_rule[("medium", "mean", 16)][f"gold_bo{N}"] - by_rule[("medium", "argmax", 16)][f"gold_bo{N}"]) / std
+    assert ensemble["comparison"] == "ensemble (K=4) mean - scalar (medium, 16 labels)"
+    assert ensemble["end gain difference"].startswith(f"{expected:+.3f}")
+    assert (tmp_path / "sweep" / "bon_seeds.png").stat().st_size > 0
