@@ -401,3 +401,29 @@ def test_generation_stops_at_the_judges_positions_with_a_warning():
         warnings.simplefilter("error")  # exactly the room left: no cut, no warning
         assert rm.generate([ids], max_new_tokens=24 - len(ids)) == texts
     assert rm.generate([ids], max_new_tokens=24 - len(ids) + 1) == texts  # greedy: one more token was cut
+
+
+@pytest.mark.slow
+def test_genrm_probe_trains_the_ladder_lm_as_a_verifier(tmp_path):
+    from experiments.genrm_probe import main as probe
+    from nexus.tasks.arithmetic.templates import SEEN_TEMPLATES
+
+    out = probe(["--variant", "verdict", "--levels", "level1", "--eval-level", "level1", "--n-train", "64",
+                 "--epochs", "1", "--output-dir", str(tmp_path)])
+    # before training, the probe's accuracy is the untrained judge's own, read independently here
+    import dataclasses
+
+    from nexus.tasks import arithmetic
+
+    judge = GenerativeRewardModel(load_backbone("arith-lm-ladder", lm_head=True, lm_logprobs=False),
+                                  prompt_dir="compact").eval()
+    task = dataclasses.replace(arithmetic.SPLITS["level1"], templates=SEEN_TEMPLATES, partition="eval")
+    pairs = arithmetic.generate(200, 5, task)["pairwise"]
+    yes, no = judge.yes_no_ids
+    wins = 0.0
+    for p in pairs[:200]:
+        logits = [judge.next_token_logits([judge.verdict_ids(p.prompt, r)[0]])[0, -1] for r in (p.chosen, p.rejected)]
+        c, r = (float(x[yes] - x[no]) for x in logits)
+        wins += 1.0 if c > r else 0.5 if c == r else 0.0
+    assert out["accuracy_before"] == pytest.approx(wins / 200, abs=0.006)  # float ties aside
+    assert out["outcome_examples"] == 128 and 0.0 <= out["accuracy_after"] <= 1.0 and out["train_s"] > 0
