@@ -66,6 +66,25 @@ def test_tiny_study_writes_every_cell_and_loadable_models(tmp_path):
     out = rm.score(["1 + 2"], ["1 + 2 = 3"])
     assert out.uncertainty.shape == (1,) and set(out.extras) >= {"epistemic_var", "aleatoric_var"}
 
+    # Over seeds (two copies of this run): cells are the run's own numbers, paired differences by hand.
+    from omegaconf import OmegaConf
+
+    from experiments.ensemble_seeds import report
+
+    for seed in ("0", "1"):
+        (tmp_path / "sweep" / seed / ".hydra").mkdir(parents=True)
+        (tmp_path / "sweep" / seed / "metrics.json").write_text((tmp_path / "metrics.json").read_text())
+        OmegaConf.save(compose_config(tmp_path, "run", overrides), tmp_path / "sweep" / seed / ".hydra" / "config.yaml")
+    summary = report(tmp_path / "sweep")
+    seen = summary["in_distribution"]
+    by = {(r["noise"], r["variant"], r["k"], r["split"]): r for r in rows}
+    cell = next(r for r in summary["rows"] if (r["noise"], r["variant"], r["K"]) == (0.25, "shared", 2))
+    accuracy = by[(0.25, "shared", 2, seen)]["accuracy"]
+    assert cell["seeds"] == 2 and cell["accuracy"] == f"{accuracy:.3f} [{accuracy:.3f}, {accuracy:.3f}]"
+    diff = next(d for d in summary["differences"] if (d["noise"], d["comparison"]) == (0.25, "shared: K=2 - K=1"))
+    expected = by[(0.25, "shared", 2, seen)]["ece"] - by[(0.25, "shared", 1, seen)]["ece"]
+    assert diff["ece"].startswith(f"{expected:.3f}")
+
 
 @pytest.mark.slow
 def test_tiny_process_vs_outcome_reports_every_method(tmp_path):
