@@ -32,7 +32,8 @@ def load_runs(root: Path) -> list[dict]:
         if "pool_gold_std" not in metrics:
             continue  # not a bon_overoptimization run
         with open(path.parent / "curves.csv") as f:
-            curves = [{k: (v if k in ("proxy", "rule") else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+            curves = [{k: (v if k in ("proxy", "rule") else float(v)) for k, v in row.items()}
+                      for row in csv.DictReader(f)]
         runs.append({"metrics": metrics, "curves": curves, "dir": path.parent})
     if not runs:
         raise FileNotFoundError(f"{root}: no bon_overoptimization runs (metrics.json with pool_gold_std) under it")
@@ -92,8 +93,8 @@ def report(root: Path) -> dict:
                "gold AUROC for correctness": cell([x["gold_auroc_correct"] for x in m]),
                "labels disagreeing with the gold": cell([x["label_disagrees_with_gold"] for x in m]),
                "pool pass rate": cell([x["pool_pass_rate"] for x in m]),
-               "random per text, end gain (pool stds)": cell([(x["random_gold_per_text"][-1] - x["random_gold_per_text"][0])
-                                                              / x["pool_gold_std"] for x in m])}
+               "random per text, end gain (pool stds)": cell(
+                   [(x["random_gold_per_text"][-1] - x["random_gold_per_text"][0]) / x["pool_gold_std"] for x in m])}
     text = "\n\n".join([
         f"# bon_overoptimization over {len(runs)} seeds\n\nGains over best-of-1 in units of each seed's pool gold "
         "std; mean and 95% t-interval over seeds.", markdown_table([context]), markdown_table(rows),
@@ -118,7 +119,8 @@ def plot(runs: list[dict], path: Path) -> None:
         std = run["metrics"]["pool_gold_std"]
         series = defaultdict(list)
         for row in run["curves"]:
-            series[(row["proxy"], row["rule"], int(row["n_labels"]))].append((row["sqrt_kl_pool"], row["gold_gain"] / std))
+            key = (row["proxy"], row["rule"], int(row["n_labels"]))
+            series[key].append((row["sqrt_kl_pool"], row["gold_gain"] / std))
         for key, points in series.items():
             x, y = np.array(sorted(points)).T
             curves[key].append((x, y))

@@ -81,7 +81,8 @@ def main(argv=None) -> dict:
     RewardTrainer(model=rm, args=training, train_dataset=train).train()
     train_s = time.perf_counter() - start
     after, per_verdict = accuracy(rm, pairs)
-    result = {"variant": args.variant, "levels": args.levels, "eval_level": args.eval_level, "n_pairs": args.n_train, "outcome_examples": len(train),
+    result = {"variant": args.variant, "levels": args.levels, "eval_level": args.eval_level,
+              "n_pairs": args.n_train, "outcome_examples": len(train),
               "accuracy_before": before, "accuracy_after": after, "train_s": round(train_s, 1),
               "seconds_per_verdict": per_verdict}
     print(result)

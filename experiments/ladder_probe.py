@@ -82,7 +82,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     results = {f"level-2 log-likelihood accuracy, {k}": v for k, v in error_units(args.pairs).items()}
     for rate in (0.0, 0.1, 0.3):
-        results[f"within-pool ranking by mean log-likelihood, formats at rate {rate}"] = within_pool(args.problems, rate)
+        key = f"within-pool ranking by mean log-likelihood, formats at rate {rate}"
+        results[key] = within_pool(args.problems, rate)
     for level, rate in greedy_solve_rate(args.pairs).items():
         results[f"greedy solution right, {level}"] = rate
     for key, value in results.items():

@@ -128,8 +128,8 @@ def test_tiny_study_runs_end_to_end_and_logs_to_wandb(tmp_path, monkeypatch):
     summary = report(tmp_path / "sweep")
     std = out["pool_gold_std"]
     first = summary["rows"][0]
-    assert first["seeds"] == 2 and first["gold gain at peak"] == f"{(rows[0]['gold_peak'] - rows[0]['gold_bo1']) / std:+.3f} [" \
-        f"{(rows[0]['gold_peak'] - rows[0]['gold_bo1']) / std:+.3f}, {(rows[0]['gold_peak'] - rows[0]['gold_bo1']) / std:+.3f}]"
+    peak = (rows[0]["gold_peak"] - rows[0]["gold_bo1"]) / std
+    assert first["seeds"] == 2 and first["gold gain at peak"] == f"{peak:+.3f} [{peak:+.3f}, {peak:+.3f}]"
     ensemble = next(c for c in summary["comparisons"] if c["comparison"].startswith("ensemble"))
     by_rule = {(r["proxy"], r["rule"], r["n_labels"]): r for r in rows}
     expected = (by_rule[("medium", "mean", 16)][f"gold_bo{N}"] - by_rule[("medium", "argmax", 16)][f"gold_bo{N}"]) / std

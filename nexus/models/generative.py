@@ -205,9 +205,10 @@ class GenerativeRewardModel(BackboneRewardModel):
             return self.token_ids(self.render([f"{task}\n\n{self.question(principle)}"])), None
         request = self.critique_request(prompt, response, self.principles)
         head = self.render([request])
-        final = self.question(principle)
         if self.solve_first:  # the judge has solved the prompt; now it is shown the response
             final = self.templates["solved_verdict"].format(response=response, yes=self.yes_no[0], no=self.yes_no[1])
+        else:
+            final = self.question(principle)
         full = self.render([request, critique, final])
         if not full.startswith(head + critique):
             raise ValueError("the chat template does not render the critique verbatim after the request; "

@@ -127,5 +127,5 @@ def render(tokenizer, messages: Sequence[str], chat: bool) -> str:
     return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
 
-__all__ = ["FIELDS", "PROMPT_DIR", "REQUIRED", "check_template", "load_templates", "prompt_set", "render", "save_templates",
-           "uses_chat"]
+__all__ = ["FIELDS", "PROMPT_DIR", "REQUIRED", "check_template", "load_templates", "prompt_set", "render",
+           "save_templates", "uses_chat"]
