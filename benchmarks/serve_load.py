@@ -54,7 +54,7 @@ def parser():
     p.add_argument("--items-per-request", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=90.0, help="stop a case after this long")
     p.add_argument("--queue-limit", type=int, default=32, help="max_queue_items of the memory case")
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-wait-ms", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=3, help="interleaved measurements per case; medians reported")
     p.add_argument("--server-threads", type=int, default=None,
                    help="the servers' torch threads (serve `threads=`); default: torch's, one per core")
@@ -93,6 +93,12 @@ class ServerProcess:
                 raise RuntimeError("the server did not become ready in 300 s")
             time.sleep(0.2)
         self.ps = psutil.Process(self.process.pid)
+
+    def stats(self) -> dict:
+        """The batcher's counters from /health (calls made, seconds the model spent scoring)."""
+        import httpx
+
+        return httpx.get(f"{self.url}/health").json()
 
     def stop(self) -> None:
         self.process.terminate()
@@ -227,24 +233,29 @@ def run(args) -> list[Row]:
                 bases[batching] = server.ps.memory_info().rss
             for clients in args.clients:
                 rates = {True: [], False: []}
-                ratios, speedups, latencies, peaks = [], [], [], []
+                ratios, speedups, latencies, peaks, calls, busy = [], [], [], [], [], []
                 for _ in range(args.rounds):  # interleaved, so that drift in this machine's speed hits all alike
                     local = in_process_rate(rm, prompts, responses)
                     baseline.append(local)
                     for batching, server in servers.items():
+                        before = server.stats()
                         with PeakOf(server.ps, bases[batching]) as peak:
                             result = asyncio.run(drive(server.url, bodies, clients, args.max_seconds))
                         rates[batching].append(len(result["latencies"]) / result["seconds"])
                         if batching:
+                            after = server.stats()
                             latencies += result["latencies"]
                             peaks.append(peak.mib)
+                            calls.append(after["batches"] - before["batches"])
+                            busy.append((after["busy_seconds"] - before["busy_seconds"]) / result["seconds"])
                     ratios.append(rates[True][-1] * k / local)
                     speedups.append(rates[True][-1] / rates[False][-1])
                 latencies.sort()
                 rows.append(Row("serve_load", f"batching, {clients} clients", len(bodies) / statistics.median(
                     rates[True]), f"{statistics.median(rates[True]):.1f} responses/s", f"{spread(ratios)} in-process",
                     note=f"p50 {percentile(latencies, 0.5) * 1e3:.0f} ms, p99 {percentile(latencies, 0.99) * 1e3:.0f} "
-                         f"ms; peak server RSS +{max(peaks):.0f} MiB"))
+                         f"ms; peak server RSS +{max(peaks):.0f} MiB; {statistics.median(calls):.0f} score calls, "
+                         f"model busy {statistics.median(busy):.0%} of the time"))
                 rows.append(Row("serve_load", f"no batching, {clients} clients", len(bodies) / statistics.median(
                     rates[False]), f"{statistics.median(rates[False]):.1f} responses/s",
                     f"batching {spread(speedups)} this"))

@@ -124,6 +124,43 @@ def test_concurrent_requests_are_coalesced_and_each_gets_its_own_rewards_in_orde
     assert stats["completed"] >= 48 and stats["batches"] < stats["accepted"]  # requests shared calls
 
 
+def test_clients_that_return_after_each_answer_are_gathered_into_one_call_not_two_half_batches():
+    """Sixteen clients, each sending its next request 2 ms after its last answer, half of them
+    starting while the first call runs. Waiting only from each job's arrival, the late half would
+    form the second call and the two halves would alternate (two calls per round); the batcher waits
+    for the last call's callers, so every call after the first holds all sixteen but the last
+    (the late half's final round)."""
+    from nexus.outputs import RewardOutput
+    from nexus.serve.batcher import Batcher, Job
+
+    calls = []
+
+    def score(prompts, responses, columns, options):  # a model call that takes 30 ms, like a forward
+        time.sleep(0.03)
+        calls.append(len(prompts))
+        return RewardOutput(rewards=torch.tensor([float(len(r)) for r in responses]))
+
+    async def main():
+        batcher = Batcher(score, max_wait_ms=20)
+        batcher.start()
+
+        async def client(name: int, rounds: int):
+            if name >= 8:
+                await asyncio.sleep(0.01)  # the late half arrives during the first call
+            for i in range(rounds):
+                response = "x" * (name + 16 * i)
+                job = batcher.submit(Job(["p"], [response], [1], group="score"))
+                assert (await batcher.result(job)).rewards.tolist() == [float(len(response))]
+                await asyncio.sleep(0.002)
+
+        await asyncio.gather(*(client(name, 8) for name in range(16)))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert sum(calls) == 16 * 8
+    assert calls[1:-1] == [16] * 7, calls  # two half batches per round would be 16 calls of 8
+
+
 def test_score_and_compare_endpoints_mirror_the_python_interface_with_conversations():
     rm = scalar_rm()
     conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2 + 2?"}]

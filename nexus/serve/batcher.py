@@ -1,7 +1,7 @@
 """Dynamic batching: requests that arrive together share one `score` call.
 
 Each request becomes a `Job` in a FIFO queue. One loop on the event loop takes the oldest job,
-waits up to `max_wait_ms` from its arrival for others that can share its call (same per-input
+waits up to `max_wait_ms` (counted as below) for others that can share its call (same per-input
 columns and call options, and a model whose rewards do not depend on the rest of the call), adds
 them in arrival order while the batch stays within `max_batch_tokens`, and hands the batch to a
 single worker thread, so the event loop stays free for /health and for new requests while the
@@ -10,6 +10,12 @@ back to its caller, in its own order.
 
 A lone client does not pay the wait: the oldest job waits only while other requests are being
 checked on their way in, or when the last batch held several jobs (a sign of concurrent callers).
+The wait runs from the later of the job's arrival and the last call's delivery, and ends as soon
+as the batch holds as many jobs as the last call plus those queued during it (with nothing on its
+way in). Concurrent callers that each send their next request once the last is answered are thus
+gathered into one call; waiting only from arrival, the jobs that arrive during a call would leave
+without the callers of that call, and two half batches would alternate, each paying a small
+call's cost per input.
 
 The queue is bounded by inputs (`max_queue_items`): a request that would overflow it is refused
 (`QueueFull`), so memory stays bounded under any load. A job whose caller has gone is removed from
@@ -82,7 +88,7 @@ class Batcher:
     """The queue, the batching loop and the model's worker thread (see the module docstring)."""
 
     def __init__(self, score: ScoreFn, *, batching: bool = True, max_batch_tokens: int = 16384,
-                 max_wait_ms: float = 5.0, max_queue_items: int = 4096):
+                 max_wait_ms: float = 20.0, max_queue_items: int = 4096):
         self.score = score
         self.batching = batching
         self.max_batch_tokens = max_batch_tokens
@@ -98,6 +104,10 @@ class Batcher:
         # held: the batcher waits for company only when either says that others are coming.
         self.arriving = 0
         self._last_batch_jobs = 0
+        # Jobs expected in the next call (the last call's, whose callers may return, and those
+        # queued while it ran) and when the last call's results went back.
+        self._expected = 0
+        self._delivered_at = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexus-score")
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -196,8 +206,13 @@ class Batcher:
                 continue
             first = self.queue[0]
             batch, full = self._select(first)
-            delay = first.arrival + self.max_wait - time.monotonic()
-            if not full and delay > 0 and (self.arriving > 0 or self._last_batch_jobs > 1):
+            # Callers of the last call come back soon after their results: waiting for them (up to
+            # max_wait from the delivery) keeps concurrent clients in one call rather than letting
+            # two half batches alternate, each formed while the other runs. Once every expected job
+            # is here and none is on its way in, the batch goes at once.
+            expecting = self.arriving > 0 or len(batch) < self._expected
+            delay = max(first.arrival, self._delivered_at) + self.max_wait - time.monotonic()
+            if not full and delay > 0 and expecting and (self.arriving > 0 or self._last_batch_jobs > 1):
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), delay)
@@ -222,6 +237,8 @@ class Batcher:
                 self.running_items -= items
             for job, (ok, value) in zip(batch, results):
                 self._deliver(job, ok, value)
+            self._expected = len(batch) + len(self.queue)
+            self._delivered_at = time.monotonic()
 
     def _deliver(self, job: Job, ok: bool, value: Any) -> None:
         if job.state == "cancelled":

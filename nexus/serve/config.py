@@ -18,8 +18,10 @@ class ServeConfig:
             request alone (the baseline `benchmarks/serve_load.py` compares against).
         max_batch_tokens: most tokens (characters for a family without a tokenizer) per coalesced
             call; a request larger than this is scored alone, never split.
-        max_wait_ms: how long the oldest queued request waits for others to join its call (only
-            while others are on their way in or callers are concurrent; a lone client never waits).
+        max_wait_ms: how long the oldest queued request waits for others to join its call, from
+            its arrival or from the last call's answers if later (only while others are on their
+            way in or callers are concurrent; a lone client never waits). The wait ends early once
+            as many requests are queued as the last call held plus those that came during it.
         forward_max_tokens, max_padding: how a coalesced call is cut into forward passes
             (`score`'s `max_tokens` and `max_padding`): rows x longest row <= forward_max_tokens,
             and at most that fraction of a pass padding, since requests of mixed lengths would
@@ -44,7 +46,7 @@ class ServeConfig:
     port: int = 5000
     batching: bool = True
     max_batch_tokens: int = 16384
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 20.0
     forward_max_tokens: int | None = 4096
     max_padding: float | None = 0.25
     max_queue_items: int = 4096

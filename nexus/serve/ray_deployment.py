@@ -8,7 +8,7 @@ HTTP proxy, which spreads requests across them (each replica batches its own req
 
     ray.init()
     serve.start(http_options={"host": "127.0.0.1", "port": 8000})
-    serve.run(deployment("path/or/hub-id", ServeConfig(max_wait_ms=5), num_replicas=4,
+    serve.run(deployment("path/or/hub-id", ServeConfig(max_wait_ms=20), num_replicas=4,
                          ray_actor_options={"num_gpus": 1}, device="cuda"), route_prefix="/")
     # POST http://127.0.0.1:8000/get_reward, as with `python -m nexus.serve`
 
