@@ -35,6 +35,7 @@ from nexus.tasks.arithmetic.templates import SEEN_TEMPLATES
 from nexus.training import RewardTrainer, RewardTrainingArguments
 
 VARIANTS = {"verdict": {}, "check": {"rationale": "arithmetic", "explain": True},
+            "marks": {"rationale": "arithmetic_marks", "explain": True},
             "solve": {"rationale": "arithmetic_solution", "explain": True, "solve_first": True}}
 
 
@@ -81,6 +82,9 @@ def main(argv=None) -> dict:
     RewardTrainer(model=rm, args=training, train_dataset=train).train()
     train_s = time.perf_counter() - start
     after, per_verdict = accuracy(rm, pairs)
+    if rm.explain:  # what the trained judge writes about the first wrong solutions
+        for text in rm.score([p.prompt for p in pairs[:3]], [p.rejected for p in pairs[:3]]).explanations:
+            print("check of a wrong solution:", repr(text))
     result = {"variant": args.variant, "levels": args.levels, "eval_level": args.eval_level,
               "n_pairs": args.n_train, "outcome_examples": len(train),
               "accuracy_before": before, "accuracy_after": after, "train_s": round(train_s, 1),

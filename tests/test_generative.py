@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import warnings
@@ -13,9 +14,11 @@ from hydra.utils import instantiate
 import nexus
 from nexus import metrics
 from nexus.backbones import load_backbone
+from nexus.tasks import arithmetic
 from nexus.tasks.arithmetic import make_problem
 from nexus.data.collators import IGNORE
-from nexus.data.formats import OutcomeExample, read_pairwise
+from nexus.data.formats import OutcomeExample, PairwiseExample, read_pairwise
+from nexus.data.judge import VerdictCollator, rationale_writer
 from nexus.tasks.arithmetic.rationale import arithmetic_rationale
 from nexus.models import judge as judge_lib
 from nexus.models.generative import GenerativeRewardModel, verdict_report
@@ -413,8 +416,6 @@ def test_genrm_probe_trains_the_ladder_lm_as_a_verifier(tmp_path):
     # before training, the probe's accuracy is the untrained judge's own, read independently here
     import dataclasses
 
-    from nexus.tasks import arithmetic
-
     judge = GenerativeRewardModel(load_backbone("arith-lm-ladder", lm_head=True, lm_logprobs=False),
                                   prompt_dir="compact").eval()
     task = dataclasses.replace(arithmetic.SPLITS["level1"], templates=SEEN_TEMPLATES, partition="eval")
@@ -427,3 +428,72 @@ def test_genrm_probe_trains_the_ladder_lm_as_a_verifier(tmp_path):
         wins += 1.0 if c > r else 0.5 if c == r else 0.0
     assert out["accuracy_before"] == pytest.approx(wins / 200, abs=0.006)  # float ties aside
     assert out["outcome_examples"] == 128 and 0.0 <= out["accuracy_after"] <= 1.0 and out["train_s"] > 0
+
+
+def keyword_pairs(n: int, seed: int) -> list[PairwiseExample]:
+    """Pairs a tiny judge can learn quickly: the answer saying 'ok' is preferred to the one saying 'bad'."""
+    rng = random.Random(seed)
+    fill = lambda: "".join(rng.choice("xyz") for _ in range(rng.randint(0, 3)))  # noqa: E731
+    return [PairwiseExample(f"q{rng.randint(0, 9)}", f"{fill()} ok", f"{fill()} bad") for _ in range(n)]
+
+
+@pytest.mark.parametrize("orders", ["first", "both"])
+def test_a_pairwise_judge_trained_in_both_orders_loses_the_position_bias_one_order_teaches(tmp_path, orders):
+    """Trained on pairs that always list the better answer first, the judge learns "A" whatever it is
+    shown; trained on each pair in both orders, it learns which answer is better."""
+    short = tmp_path / "prompts"
+    short.mkdir()
+    (short / "task.txt").write_text("{prompt}|{response}")
+    (short / "compare.txt").write_text("{prompt}|{response_first}|{response_second}|{first}{second}")
+    torch.manual_seed(0)
+    rm = GenerativeRewardModel(load_backbone("tiny-gpt2", lm_head=True), prompt_dir=str(short))
+    train, held = keyword_pairs(480, seed=0), keyword_pairs(64, seed=1)
+    batch = rm.data_collator()(held[:2])  # both orders by default: rows (chosen first, rejected first) per pair
+    last = batch["attention_mask"].sum(-1) - 1
+    assert batch["labels"][torch.arange(4), last].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert batch["verdict_tokens"].tolist() == [list(rm.ab_ids)] * 4
+    args = RewardTrainingArguments(output_dir=str(tmp_path / "out"), max_steps=60, per_device_train_batch_size=16,
+                                   learning_rate=1e-2, save_strategy="no", seed=0, disable_tqdm=True, use_cpu=True)
+    RewardTrainer(model=rm.train(), args=args, train_dataset=train,
+                  data_collator=VerdictCollator(rm, pair_orders=orders)).train()
+    prompts, chosen, rejected = ([getattr(p, f) for p in held] for f in ("prompt", "chosen", "rejected"))
+    first, second = rm.eval().compare_orders(prompts, chosen, rejected)
+    consistency = metrics.position_consistency(first, second)
+    accuracy = float((rm.compare(prompts, chosen, rejected) > 0.5).float().mean())
+    same_first, _ = rm.compare_orders(prompts, rejected, rejected)  # two identical answers
+    if orders == "first":
+        assert (first > 0.9).all() and (second < 0.1).all() and consistency == 0.0  # always "A"
+        assert same_first.mean() > 0.9
+    else:
+        assert consistency > 0.95 and accuracy > 0.95 and (first > 0.5).all() and (second > 0.5).all()
+
+
+def test_marks_rationale_copies_each_step_and_marks_the_first_wrong_one():
+    problem = make_problem([1, 2, 3], ["+", "*"])
+    marks = rationale_writer("arithmetic_marks")
+    assert marks(problem.prompt, "1 + 2 = 3\n3 * 3 = 9") == "1 + 2 = 3 ok\n3 * 3 = 9 ok"
+    assert marks(problem.prompt, "1 + 2 = 4\n4 * 3 = 12") == "1 + 2 = 4 no"  # stops at the first wrong step
+    assert marks(problem.prompt, "1 + 2 = 3") == "1 + 2 = 3 ok\nunfinished"
+    assert marks(problem.prompt, "1 + 2 = 3\n3 * 3 = 9\n9 + 1 = 10") == "1 + 2 = 3 ok\n3 * 3 = 9 ok\n9 + 1 = 10 extra"
+
+
+def test_judge_position_study_reports_bias_before_and_after_swap_averaging(tmp_path):
+    from experiments.judge_position import main as study
+
+    rows = study(["--backbone", "tiny-llama", "--seeds", "0", "--n-train", "8", "--n-pairs", "6",
+                  "--lora-modules", "all-linear", "--out", str(tmp_path)])
+    assert [r["judge"] for r in rows] == ["zero-shot", "fine-tuned, one random order", "fine-tuned, both orders"]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == rows and (tmp_path / "summary.md").exists()
+    for row in rows:  # averaging over the swap removes position bias by construction
+        assert row["consistency_swap_averaged"] == 1.0
+        assert row["p_first_identical_swap_averaged"] == pytest.approx(0.5, abs=1e-6)
+    # the zero-shot row, recomputed by hand from the judge's two one-order probabilities
+    judge = GenerativeRewardModel(load_backbone("tiny-llama", lm_head=True), batch_size=16).eval()
+    held = arithmetic.generate(6, 3000, arithmetic.SPLITS["id"])["pairwise"][:6]
+    prompts, chosen, rejected = ([getattr(p, f) for p in held] for f in ("prompt", "chosen", "rejected"))
+    first, second = judge.compare_orders(prompts, chosen, rejected)
+    assert rows[0]["consistency"] == float(((first > 0.5) == (second > 0.5)).float().mean())
+    assert rows[0]["accuracy_one_order"] == pytest.approx(float(((first > 0.5).sum() + (second > 0.5).sum()) / 12))
+    same, _ = judge.compare_orders(prompts, chosen, chosen)
+    assert rows[0]["p_first_identical"] == pytest.approx(
+        float(torch.cat([same, judge.compare_orders(prompts, rejected, rejected)[0]]).mean()), abs=1e-6)

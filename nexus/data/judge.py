@@ -14,7 +14,9 @@ import torch
 
 from nexus.conversation import as_plain
 from nexus.data.collators import IGNORE, collate_with_labels
-from nexus.data.formats import OutcomeExample, ProcessExample, process_to_outcome
+from nexus.data.formats import OutcomeExample, PairwiseExample, ProcessExample, process_to_outcome
+
+PAIR_ORDERS = ("both", "random", "first")
 
 
 # Rationale writers by name: `fn(prompt, response) -> a step-by-step check`. A task package
@@ -49,16 +51,27 @@ def rationale_writer(name: str) -> Callable[[str, str], str]:
 
 
 class VerdictCollator:
-    """list[OutcomeExample | ProcessExample] -> {input_ids, attention_mask 'b n', labels 'b n'
-    (P(yes) = the outcome label where the next token is the verdict, IGNORE elsewhere), and with
-    a rationale lm_targets 'b n' (the next rationale token, then eos where it ends; -100 elsewhere)}.
+    """list[OutcomeExample | ProcessExample | PairwiseExample] -> {input_ids, attention_mask 'b n',
+    labels 'b n' (the target probability of the positive verdict where the next token is the
+    verdict, IGNORE elsewhere), verdict_tokens 'b 2' (the positive and negative verdict token of each
+    row), and with a rationale lm_targets 'b n' (the next rationale token, then eos where it ends;
+    -100 elsewhere)}.
 
-    A process example is collapsed to its outcome (`process_to_outcome`: the minimum step label).
+    An outcome example asks the verdict question (positive "Yes", target the label). A process
+    example is collapsed to its outcome (`process_to_outcome`: the minimum step label). A pairwise
+    example trains the pairwise question `compare` asks (positive "A": the answer shown first is
+    better), with the preferred answer first and second (`pair_orders="both"`: two rows, so a
+    preference for either position is never rewarded), in one order drawn per example ("random"),
+    or always first ("first": the position bias a judge learns from data that always lists the
+    better answer first).
     """
 
-    def __init__(self, model, rationale: str | None = None):
+    def __init__(self, model, rationale: str | None = None, pair_orders: str = "both", seed: int = 0):
+        if pair_orders not in PAIR_ORDERS:
+            raise ValueError(f"pair_orders={pair_orders!r}: expected one of {PAIR_ORDERS}")
         self.write_rationale = rationale_writer(rationale) if rationale is not None else None
-        self.model, self.rationale = model, rationale
+        self.model, self.rationale, self.pair_orders = model, rationale, pair_orders
+        self.rng = torch.Generator().manual_seed(seed)
 
     def _row(self, i: int, ex: OutcomeExample) -> tuple[list[int], list[float], list[float]]:
         prompt, response = as_plain(ex.prompt), as_plain(ex.response)  # the judge's templates take text
@@ -76,18 +89,36 @@ class VerdictCollator:
             targets[end - 1] = float(self.model.backbone.tokenizer.eos_token_id)  # the critique ends here
         return ids, labels, targets
 
+    def _pair_rows(self, ex: PairwiseExample) -> list[tuple[list[int], list[float], list[float]]]:
+        prompt, chosen, rejected = (as_plain(x) for x in (ex.prompt, ex.chosen, ex.rejected))
+        orders = {"both": [True, False], "first": [True],
+                  "random": [bool(torch.randint(2, (), generator=self.rng))]}[self.pair_orders]
+        rows = []
+        for chosen_first in orders:
+            ids = self.model.compare_ids(prompt, *((chosen, rejected) if chosen_first else (rejected, chosen)))
+            rows.append((ids, [IGNORE] * (len(ids) - 1) + [float(chosen_first)], [IGNORE] * len(ids)))
+        return rows
+
     def __call__(self, examples) -> dict[str, torch.Tensor]:
         if self.model.mode != "verdict" or self.model.principles:
             raise ValueError("fine-tuning trains the overall verdict: mode='verdict' without principles")
-        rows = []
+        rows, tokens = [], []
         for i, ex in enumerate(examples):
             ex = process_to_outcome(ex) if isinstance(ex, ProcessExample) else ex
-            if not isinstance(ex, OutcomeExample):
-                raise ValueError(f"example {i} is a {type(ex).__name__}; the judge trains on outcome or process data")
-            rows.append(self._row(i, ex))
+            if isinstance(ex, PairwiseExample):
+                pair = self._pair_rows(ex)
+                rows += pair
+                tokens += [list(self.model.ab_ids)] * len(pair)
+            elif isinstance(ex, OutcomeExample):
+                rows.append(self._row(i, ex))
+                tokens.append(list(self.model.yes_no_ids))
+            else:
+                raise ValueError(f"example {i} is a {type(ex).__name__}; the judge trains on outcome, process "
+                                 "or pairwise data")
         ids = [r[0] for r in rows]
         backbone = self.model.backbone
         batch = collate_with_labels(backbone, ids, [r[1] for r in rows])
+        batch["verdict_tokens"] = torch.tensor(tokens, dtype=torch.long)
         if self.rationale:
             # token ids travel as floats (exact below 2**24) through the same cut-and-pad as the labels
             batch["lm_targets"] = collate_with_labels(backbone, ids, [r[2] for r in rows])["labels"].long()

@@ -405,12 +405,13 @@ class GenerativeRewardModel(BackboneRewardModel):
         return outputs["loss"], outputs
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor | None = None,
-                lm_targets: Tensor | None = None) -> dict[str, Tensor]:
+                lm_targets: Tensor | None = None, verdict_tokens: Tensor | None = None) -> dict[str, Tensor]:
         """Next-token training of the verdict (GenRM's SFT objective), optionally after a rationale.
 
         Args:
-            labels: 'b n' P(yes) at positions whose next token is the verdict, IGNORE elsewhere.
+            labels: 'b n' P(positive verdict) at positions whose next token is the verdict, IGNORE elsewhere.
             lm_targets: 'b n' next-token ids at rationale positions, -100 elsewhere.
+            verdict_tokens: 'b 2' each row's positive and negative verdict token (None: yes/no).
 
         Returns:
             {"logits": 'b n' verdict log-odds at every position, "loss": '' mean next-token NLL over
@@ -424,7 +425,10 @@ class GenerativeRewardModel(BackboneRewardModel):
         given = labels != IGNORE
         logp = logits[given].log_softmax(-1)
         y = labels[given]
-        total = -(y * logp[:, yes] + (1 - y) * logp[:, no]).sum()
+        words = (torch.tensor([yes, no], device=logp.device).expand(len(y), 2) if verdict_tokens is None
+                 else verdict_tokens[given.nonzero()[:, 0]])
+        picked = logp.gather(1, words)
+        total = -(y * picked[:, 0] + (1 - y) * picked[:, 1]).sum()
         count = given.sum()
         if lm_targets is not None:
             total = total + F.cross_entropy(rearrange(logits, "b n v -> (b n) v"), lm_targets.flatten(),
@@ -436,7 +440,7 @@ class GenerativeRewardModel(BackboneRewardModel):
     def data_collator(self, seed: int = 0):
         from nexus.data.judge import VerdictCollator
 
-        return VerdictCollator(self, self.rationale)
+        return VerdictCollator(self, self.rationale, seed=seed)
 
     # ---- checkpoints ----------------------------------------------------------------------------
 

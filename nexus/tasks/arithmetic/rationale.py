@@ -56,3 +56,32 @@ def arithmetic_solution(prompt: str, response: str) -> str:
     """The correct solution of the prompt, in the task's own step format: what a judge with
     `solve_first` writes before it is shown the response (the response is not read)."""
     return "\n".join(arithmetic.solve(*arithmetic.parse_prompt(prompt))[0])
+
+
+@register_rationale("arithmetic_marks")
+def arithmetic_marks(prompt: str, response: str) -> str:
+    """A check that copies each step of the solution and marks it: "12 + 7 = 19 ok", and "no" at
+    the first wrong step, where the check stops ("extra" and "unfinished" as in `arithmetic`).
+
+    Unlike `arithmetic`, the judge never writes a number of its own: copying is easy, and each mark
+    sits right after the step it judges, so a small model decides it from the few tokens before it
+    instead of carrying the comparison to a verdict at the end; the verdict then only has to notice
+    a "no" among the marks.
+    """
+    steps = arithmetic.parse_steps(response)
+    if not steps:
+        return "no steps"
+    truth, _ = arithmetic.solve(*arithmetic.parse_prompt(prompt))
+    labels = arithmetic.label_steps(prompt, steps)
+    lines = []
+    for i, (step, ok) in enumerate(zip(steps, labels)):
+        if i >= len(truth):
+            lines.append(f"{step} extra")
+        elif ok:
+            lines.append(f"{step} ok")
+        elif arithmetic.label_steps(prompt, [*steps[:i + 1], *truth[i + 1:]])[i]:
+            lines.append(f"{step} ok\nunfinished")  # a right step, but the solution ends after it
+        else:
+            lines.append(f"{step} no")
+            break
+    return "\n".join(lines)
