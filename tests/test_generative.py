@@ -497,3 +497,27 @@ def test_judge_position_study_reports_bias_before_and_after_swap_averaging(tmp_p
     same, _ = judge.compare_orders(prompts, chosen, chosen)
     assert rows[0]["p_first_identical"] == pytest.approx(
         float(torch.cat([same, judge.compare_orders(prompts, rejected, rejected)[0]]).mean()), abs=1e-6)
+
+
+def test_zero_shot_judge_study_reports_the_judges_own_solve_rate_and_verdict_metrics(tmp_path):
+    from experiments.judge_zero_shot import last_integer, main as study
+
+    assert last_integer("So, the answer is 4 + 3 = 7.") == 7 and last_integer("-12") == -12
+    assert last_integer("1,024 in all") == 1024 and last_integer("no number") is None
+    rows = study(["--backbone", "arith-lm", "--levels", "single", "--n", "8", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "metrics.json").read_text()) == rows
+    assert (tmp_path / "reliability.png").stat().st_size > 0 and (tmp_path / "summary.md").exists()
+    row = rows[0]
+    assert row["n"] == 8 and 0.0 <= row["solve_rate"] <= 1.0
+    assert row["dataset_auroc_low"] <= row["dataset_auroc"] <= row["dataset_auroc_high"]
+    # the verdict AUROC, recomputed from the judge's rewards on the same outcome examples
+    import dataclasses
+
+    from nexus.tasks.arithmetic.templates import SEEN_TEMPLATES
+
+    task = dataclasses.replace(arithmetic.SPLITS["level1"], templates=SEEN_TEMPLATES, partition="eval",
+                               min_steps=1, max_steps=1)
+    outcome = arithmetic.generate(8, 11, task)["outcome"][:8]
+    judge = GenerativeRewardModel(load_backbone("arith-lm", lm_head=True), batch_size=16).eval()
+    rewards = judge.score([e.prompt for e in outcome], [e.response for e in outcome]).rewards
+    assert row["dataset_auroc"] == pytest.approx(metrics.auroc(rewards, [e.label for e in outcome]), abs=1e-9)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from nexus.data.judge import register_rationale
 from nexus.tasks.arithmetic import problems as arithmetic
 
@@ -17,6 +19,30 @@ def _left(step: str) -> str:
     return "".join(body.rsplit("=", 1)[0].split())
 
 
+def _check(prompt: str, response: str, right: Callable[[str, str], str], wrong: Callable[[str, str], str]) -> str:
+    """One line per step of `response` up to its first wrong one: `right(step, true_step)` or
+    `wrong(step, true_step)`; steps beyond the last operation are "extra", and a solution that
+    stops early ends with "unfinished" after its last (right) step."""
+    steps = arithmetic.parse_steps(response)
+    if not steps:
+        return "no steps"
+    truth, _ = arithmetic.solve(*arithmetic.parse_prompt(prompt))
+    labels = arithmetic.label_steps(prompt, steps)
+    lines = []
+    for i, (step, ok) in enumerate(zip(steps, labels)):
+        if i >= len(truth):
+            lines.append(f"{step} extra")
+        elif ok:
+            lines.append(right(step, truth[i]))
+        elif arithmetic.label_steps(prompt, [*steps[:i + 1], *truth[i + 1:]])[i]:
+            lines.append(right(step, truth[i]) + "\nunfinished")  # a right step, but the solution ends after it
+        else:
+            lines.append(wrong(step, truth[i]))
+        if not ok:
+            break
+    return "\n".join(lines)
+
+
 @register_rationale("arithmetic")
 def arithmetic_rationale(prompt: str, response: str) -> str:
     """A step-by-step check of an arithmetic solution, written so that the task model can produce it.
@@ -29,26 +55,10 @@ def arithmetic_rationale(prompt: str, response: str) -> str:
     ends with "unfinished". Computing before judging turns the verdict on each step into comparing
     two numbers the model has just read and written.
     """
-    steps = arithmetic.parse_steps(response)
-    if not steps:
-        return "no steps"
-    truth, _ = arithmetic.solve(*arithmetic.parse_prompt(prompt))
-    labels = arithmetic.label_steps(prompt, steps)
-    lines = []
-    for i, (step, ok) in enumerate(zip(steps, labels)):
-        if i >= len(truth):
-            lines.append(f"{step} extra")
-        elif ok:
-            lines.append(f"{truth[i]} ok")
-        elif arithmetic.label_steps(prompt, [*steps[:i + 1], *truth[i + 1:]])[i]:
-            lines.append(f"{truth[i]} ok\nunfinished")  # a right step, but the solution ends after it
-        elif _left(step) == _left(truth[i]):
-            lines.append(f"{truth[i]} not {_result(step)}")
-        else:
-            lines.append(f"{truth[i]} not {step}")
-        if not ok:
-            break
-    return "\n".join(lines)
+    def wrong(step: str, true: str) -> str:
+        return f"{true} not {_result(step)}" if _left(step) == _left(true) else f"{true} not {step}"
+
+    return _check(prompt, response, lambda step, true: f"{true} ok", wrong)
 
 
 @register_rationale("arithmetic_solution")
@@ -68,20 +78,4 @@ def arithmetic_marks(prompt: str, response: str) -> str:
     instead of carrying the comparison to a verdict at the end; the verdict then only has to notice
     a "no" among the marks.
     """
-    steps = arithmetic.parse_steps(response)
-    if not steps:
-        return "no steps"
-    truth, _ = arithmetic.solve(*arithmetic.parse_prompt(prompt))
-    labels = arithmetic.label_steps(prompt, steps)
-    lines = []
-    for i, (step, ok) in enumerate(zip(steps, labels)):
-        if i >= len(truth):
-            lines.append(f"{step} extra")
-        elif ok:
-            lines.append(f"{step} ok")
-        elif arithmetic.label_steps(prompt, [*steps[:i + 1], *truth[i + 1:]])[i]:
-            lines.append(f"{step} ok\nunfinished")  # a right step, but the solution ends after it
-        else:
-            lines.append(f"{step} no")
-            break
-    return "\n".join(lines)
+    return _check(prompt, response, lambda step, true: f"{step} ok", lambda step, true: f"{step} no")
