@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,7 +113,8 @@ def main(argv=None) -> list[dict]:
     for seed in args.seeds:
         train = arithmetic.generate(args.n_train, 100 + seed, arithmetic.SPLITS["id"])["pairwise"][: args.n_train]
         for orders in ("random", "both"):
-            judge, seconds = fine_tune(args.backbone, orders, train, seed, out / "checkpoints", args.lora_modules)
+            with tempfile.TemporaryDirectory() as scratch:  # the trainer's output folder; nothing is saved
+                judge, seconds = fine_tune(args.backbone, orders, train, seed, Path(scratch), args.lora_modules)
             name = "fine-tuned, one random order" if orders == "random" else "fine-tuned, both orders"
             rows.append({"judge": name, "seed": seed, "train_s": seconds, **position_report(judge, held)})
             print(rows[-1], flush=True)
