@@ -34,7 +34,8 @@ from nexus import metrics
 from nexus.tasks import arithmetic
 from nexus.data.formats import read_pairwise, write_jsonl
 from nexus.evaluation import pairwise_report, score_pairs
-from nexus.models.generative import GenerativeRewardModel, verdict_metrics
+from nexus.models.generative import GenerativeRewardModel
+from nexus.models.judge import verdict_metrics
 from nexus.reporting import markdown_table, plot_reliability, write_report
 from nexus.sampling.critique_revision import critique_revise
 

@@ -1,15 +1,18 @@
 """Can the ladder's task LM be fine-tuned into a GenRM verifier? One training, one number:
-`python -m experiments.genrm_probe [--variant verdict|check|solve] [--levels level1 level2 level3]
+`python -m experiments.genrm_probe [--variant verdict|check|confirm|marks|solve] [--levels level1 level2 level3]
 [--eval-level level2] [--n-train 1600] [--lr 5e-4] [--epochs 2] [--seed 0]`.
 
 The generative RM (`GenerativeRewardModel`, all layers trained, compact prompts: the task LM has
 never seen instructions) is fine-tuned on outcome examples of `--levels` (RM partition, seen
-wordings) as Zhang et al. 2024 train GenRM, in one of three forms:
+wordings) as Zhang et al. 2024 train GenRM, in one of these forms:
 
 - `verdict`: next-token prediction of Y/N right after the solution; the reward is the Y/N log-odds
   of one forward pass.
 - `check` (GenRM-CoT): first a step-by-step check that recomputes each step and compares
   (`rationale="arithmetic"`), then the verdict; scoring generates the check greedily.
+- `confirm`: trained as `check`, read in one forward pass as the log-odds of writing the check
+  that confirms the response, then the verdict (`read="confirmation"`): nothing is generated.
+- `marks`: a check that copies each step and marks it ok or no (`rationale="arithmetic_marks"`).
 - `solve` (GenRM-CoT, solving first): the judge first writes its own solution of the prompt
   without seeing the response (`solve_first`, `rationale="arithmetic_solution"`), then reads the
   response and gives its verdict.
@@ -35,6 +38,7 @@ from nexus.tasks.arithmetic.templates import SEEN_TEMPLATES
 from nexus.training import RewardTrainer, RewardTrainingArguments
 
 VARIANTS = {"verdict": {}, "check": {"rationale": "arithmetic", "explain": True},
+            "confirm": {"rationale": "arithmetic", "read": "confirmation"},
             "marks": {"rationale": "arithmetic_marks", "explain": True},
             "solve": {"rationale": "arithmetic_solution", "explain": True, "solve_first": True}}
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from nexus import metrics
 from nexus.backbones import load_backbone
-from nexus.models.generative import GenerativeRewardModel, verdict_metrics
+from nexus.models.generative import GenerativeRewardModel
+from nexus.models.judge import verdict_metrics
 from nexus.reporting import markdown_table, plot_reliability
 from nexus.sampling.policy import HFPolicy
 from nexus.tasks import arithmetic

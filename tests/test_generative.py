@@ -21,7 +21,8 @@ from nexus.data.formats import OutcomeExample, PairwiseExample, read_pairwise
 from nexus.data.judge import VerdictCollator, rationale_writer
 from nexus.tasks.arithmetic.rationale import arithmetic_rationale
 from nexus.models import judge as judge_lib
-from nexus.models.generative import GenerativeRewardModel, verdict_report
+from nexus.models.generative import GenerativeRewardModel
+from nexus.models.judge import verdict_report
 from nexus.prompts import PROMPT_DIR
 from nexus.sampling.critique_revision import critique_revise
 from nexus.sampling.policy import Policy
@@ -521,3 +522,47 @@ def test_zero_shot_judge_study_reports_the_judges_own_solve_rate_and_verdict_met
     judge = GenerativeRewardModel(load_backbone("arith-lm", lm_head=True), batch_size=16).eval()
     rewards = judge.score([e.prompt for e in outcome], [e.response for e in outcome]).rewards
     assert row["dataset_auroc"] == pytest.approx(metrics.auroc(rewards, [e.label for e in outcome]), abs=1e-9)
+
+
+def hand_confirmation(rm, ids: list[int], start: int, end: int) -> float:
+    """The confirmation log-odds of one unpadded context whose check spans [start, end), by hand."""
+    eos, (yes, no) = rm.backbone.tokenizer.eos_token_id, rm.yes_no_ids
+    with torch.no_grad():
+        logp = rm.lm(input_ids=torch.tensor([ids])).logits[0].double().log_softmax(-1)
+    path = sum(float(logp[start - 1 + k, t]) for k, t in enumerate([*ids[start:end], eos]))
+    log_p = path + math.log(torch.sigmoid(logp[-1, yes] - logp[-1, no]).item())
+    return log_p - math.log(-math.expm1(log_p))
+
+
+def test_confirmation_is_the_confirming_check_then_yes_read_teacher_forced_by_hand():
+    from nexus.tasks.arithmetic.rationale import arithmetic_confirmation
+
+    problem = make_problem([12, 7, 3, 5], ["+", "*", "-"])
+    right = "\n".join(problem.steps)
+    # for a right solution the confirmation is exactly the check the judge is trained to write
+    assert arithmetic_confirmation(problem.prompt, right) == arithmetic_rationale(problem.prompt, right)
+    responses = [right, "12 + 7 = 19\n19 * 3 = 56\n56 - 5 = 51", "Step 1: 7+12 = 19", "no idea at all"]
+    assert arithmetic_confirmation(problem.prompt, responses[1]) == "12 + 7 = 19 ok\n19 * 3 = 56 ok\n56 - 5 = 51 ok"
+    assert arithmetic_confirmation(problem.prompt, responses[2]) == "7 + 12 = 19 ok"
+    rm = make_judge(rationale="arithmetic", read="confirmation", batch_size=3)  # mixed lengths in one chunk
+    rewards = rm.score([problem.prompt] * 4, responses).rewards
+    contexts = [rm.verdict_ids(problem.prompt, r, None, arithmetic_confirmation(problem.prompt, r)) for r in responses]
+    for reward, (ids, (start, end)) in zip(rewards.tolist(), contexts):
+        assert reward == pytest.approx(hand_confirmation(rm, ids, start, end), rel=1e-4, abs=1e-4)
+    # a context longer than the judge's positions loses its start, as everywhere; the check is still read
+    (ids, (start, end)), cut = contexts[0], 5
+    rm.backbone.max_length = len(ids) - cut
+    with pytest.warns(UserWarning, match="first tokens were cut"):
+        short = rm.score([problem.prompt] * 2, [right, responses[2]]).rewards.tolist()
+    assert short[0] == pytest.approx(hand_confirmation(rm, ids[cut:], start - cut, end - cut), rel=1e-4, abs=1e-4)
+    assert short[1] == pytest.approx(rewards[2].item(), abs=1e-4)  # a context that fits is read as before
+    rm.backbone.max_length = len(ids) - start  # no room for the check, the question and the token before
+    with pytest.raises(ValueError, match="input 0: its confirming check"):
+        rm.score([problem.prompt], [right])
+
+
+@pytest.mark.parametrize("options,named", [({}, "rationale=None"), ({"rationale": "arithmetic", "explain": True},
+                                           "explain=True"), ({"rationale": "arithmetic_solution"}, "no confirmation")])
+def test_confirmation_reading_without_a_confirmable_rationale_is_an_error(options, named):
+    with pytest.raises(ValueError, match=named):
+        GenerativeRewardModel(load_backbone("tiny-gpt2", lm_head=True), read="confirmation", **options)

@@ -22,6 +22,10 @@ PAIR_ORDERS = ("both", "random", "first")
 # Rationale writers by name: `fn(prompt, response) -> a step-by-step check`. A task package
 # registers its own (`register_rationale`); the name "<task>" is looked up in `nexus.tasks.<task>`.
 RATIONALES: dict[str, Callable[[str, str], str]] = {}
+# Confirmation writers by rationale name: `fn(prompt, response) -> the rationale that rationale's
+# writer would give `response` if every step of it were right`. The judge's probability of writing
+# it, then the positive verdict, is the reward of `read="confirmation"`.
+CONFIRMATIONS: dict[str, Callable[[str, str], str]] = {}
 
 
 def register_rationale(name: str):
@@ -30,6 +34,24 @@ def register_rationale(name: str):
         RATIONALES[name] = fn
         return fn
     return add
+
+
+def register_confirmation(rationale: str):
+    """Decorator adding the confirmation writer of the rationale `rationale` to `CONFIRMATIONS`."""
+    def add(fn: Callable[[str, str], str]) -> Callable[[str, str], str]:
+        CONFIRMATIONS[rationale] = fn
+        return fn
+    return add
+
+
+def confirmation_writer(rationale: str) -> Callable[[str, str], str]:
+    """The confirmation writer of the rationale `rationale` (its task package is imported as
+    `rationale_writer` does)."""
+    rationale_writer(rationale)
+    if rationale not in CONFIRMATIONS:
+        raise ValueError(f"rationale={rationale!r} has no confirmation writer, which read='confirmation' needs; "
+                         f"rationales that have one: {sorted(CONFIRMATIONS)}")
+    return CONFIRMATIONS[rationale]
 
 
 def rationale_writer(name: str) -> Callable[[str, str], str]:

@@ -34,7 +34,7 @@ from nexus.data.collators import IGNORE
 from nexus.models import judge
 
 PROMPTS_DIR = "prompts"
-MODES, READS = ("verdict", "rating"), ("logits", "generate")
+MODES, READS = ("verdict", "rating"), ("logits", "generate", "confirmation")
 VERDICT_WORDS = (("Yes", "No"), ("Y", "N"))  # the second pair for byte-level tokenizers (the tiny models)
 
 
@@ -116,7 +116,9 @@ class GenerativeRewardModel(BackboneRewardModel):
     `score` returns `rewards: 'b'`: the verdict log-odds logit[yes] - logit[no] (mode `verdict`,
     with critiques the log-odds of the mean P(yes)), or the expected rating in [1, 10] (mode
     `rating`); with `read="generate"` the share of parsed yes verdicts (or the mean parsed rating),
-    NaN where no output could be read, flagged in `extras["unreadable"]: 'b'` bool. With principles
+    NaN where no output could be read, flagged in `extras["unreadable"]: 'b'` bool; with
+    `read="confirmation"` (a judge fine-tuned on a `rationale`) the log-odds of writing the
+    rationale's confirming check, then yes, in one forward (`judge.confirmation_log_odds`). With principles
     the reward is their weighted mean and `extras["principle_rewards"]: 'b p'`. `explanations`
     holds the critiques with `explain=True`, else None. `uncertainty` and `step_rewards` are None.
     """
@@ -149,6 +151,8 @@ class GenerativeRewardModel(BackboneRewardModel):
         self.verdict_words = _word_pairs(verdict_words, "verdict_words")
         self.compare_labels = _word_pairs(compare_labels, "compare_labels")
         self.rationale, self.seed, self.solve_first = rationale, seed, bool(solve_first)
+        if read == "confirmation":
+            judge.check_confirmation(mode, explain, self.principles, rationale)
         tokenizer = self.backbone.tokenizer
         self.chat = templates_lib.uses_chat(tokenizer, template)
         self.templates = templates_lib.load_templates(prompt_dir)
@@ -347,6 +351,8 @@ class GenerativeRewardModel(BackboneRewardModel):
         return reduce(values, "b p c -> b p", "mean")
 
     def _score_batch(self, prompts: list[str], responses: list[str]) -> RewardOutput:
+        if self.read == "confirmation":
+            return RewardOutput(rewards=judge.confirmation_log_odds(self, prompts, responses).float())
         n_critiques = self.n_critiques if self.explain else 1
         critiques = self.critique(prompts, responses, n=n_critiques) if self.explain else [[None]] * len(prompts)
         topics = self.principles or [None]
@@ -473,27 +479,3 @@ def _join(critiques: Sequence[str]) -> str:
     if len(critiques) == 1:
         return critiques[0]
     return "\n\n".join(f"[critique {k + 1}] {text}" for k, text in enumerate(critiques))
-
-
-def verdict_report(rm: GenerativeRewardModel, examples, n_bins: int = 10) -> dict[str, float]:
-    """How well the verdict predicts outcome labels: AUROC of the rewards, and accuracy at 0.5,
-    ECE, Brier and NLL of P(yes) = sigmoid(reward) (verdict mode, logits read) against hard labels."""
-    if rm.mode != "verdict" or rm.read != "logits":
-        raise ValueError(f"verdict_report reads P(yes) from log-odds: mode='verdict', read='logits' "
-                         f"(got mode={rm.mode!r}, read={rm.read!r})")
-    rewards = rm.score([ex.prompt for ex in examples], [ex.response for ex in examples]).rewards
-    return verdict_metrics(rewards, [ex.label for ex in examples], n_bins)
-
-
-def verdict_metrics(log_odds, labels, n_bins: int = 10) -> dict[str, float]:
-    """`verdict_report`'s metrics from verdict log-odds 'b' and outcome labels 'b' (>= 0.5 is correct)."""
-    from nexus import metrics
-
-    rewards = torch.as_tensor(log_odds, dtype=torch.float64)
-    labels = (torch.as_tensor(labels, dtype=torch.float64) >= 0.5).double()
-    probs = torch.sigmoid(rewards)
-    return {"n": len(rewards), "auroc": metrics.auroc(rewards, labels),
-            "accuracy": float(((probs >= 0.5).double() == labels).double().mean()),
-            "ece": metrics.expected_calibration_error(probs, labels, n_bins, "uniform"),
-            "brier": metrics.brier_score(probs, labels), "nll": metrics.negative_log_likelihood(probs, labels),
-            "mean_p_yes": float(probs.mean())}

@@ -116,3 +116,74 @@ def parse_rating(text: str) -> float | None:
     match = _NUMBER.match(text)
     value = int(match.group(1)) if match else None
     return float(value) if value in RATINGS else None
+
+
+def verdict_report(rm, examples, n_bins: int = 10) -> dict[str, float]:
+    """How well the verdict predicts outcome labels: AUROC of the rewards, and accuracy at 0.5,
+    ECE, Brier and NLL of P(yes) = sigmoid(reward) (verdict mode, logits or confirmation read) against
+    hard labels."""
+    if rm.mode != "verdict" or rm.read == "generate":
+        raise ValueError(f"verdict_report reads P(yes) from log-odds: mode='verdict', read='logits' or 'confirmation' "
+                         f"(got mode={rm.mode!r}, read={rm.read!r})")
+    rewards = rm.score([ex.prompt for ex in examples], [ex.response for ex in examples]).rewards
+    return verdict_metrics(rewards, [ex.label for ex in examples], n_bins)
+
+
+def verdict_metrics(log_odds, labels, n_bins: int = 10) -> dict[str, float]:
+    """`verdict_report`'s metrics from verdict log-odds 'b' and outcome labels 'b' (>= 0.5 is correct)."""
+    from nexus import metrics
+
+    rewards = torch.as_tensor(log_odds, dtype=torch.float64)
+    labels = (torch.as_tensor(labels, dtype=torch.float64) >= 0.5).double()
+    probs = torch.sigmoid(rewards)
+    return {"n": len(rewards), "auroc": metrics.auroc(rewards, labels),
+            "accuracy": float(((probs >= 0.5).double() == labels).double().mean()),
+            "ece": metrics.expected_calibration_error(probs, labels, n_bins, "uniform"),
+            "brier": metrics.brier_score(probs, labels), "nll": metrics.negative_log_likelihood(probs, labels),
+            "mean_p_yes": float(probs.mean())}
+
+
+def check_confirmation(mode: str, explain: bool, principles, rationale: str | None) -> None:
+    """Raise unless a judge with these options can be read by `confirmation_log_odds`."""
+    if mode != "verdict" or explain or principles or rationale is None:
+        raise ValueError("read='confirmation' reads the verdict after the rationale's confirming check: it needs "
+                         f"mode='verdict', explain=False, no principles and a rationale (got mode={mode!r}, "
+                         f"explain={explain}, principles={list(principles)}, rationale={rationale!r})")
+    from nexus.data.judge import confirmation_writer
+
+    confirmation_writer(rationale)
+
+
+def confirmation_log_odds(rm, prompts: Sequence[str], responses: Sequence[str]) -> Tensor:
+    """'b' float64: the log-odds of the judge writing the confirming check of each response, then "Yes".
+
+    The check is the one `rm.rationale` trains the judge to write for a right response (its
+    confirmation writer), placed where generation would put it and read teacher-forced in one
+    forward pass: log p = sum of the check's token log-probabilities, the end of the check (eos, as
+    the judge was trained to end it), and log P(yes | yes or no) after it. This is the probability
+    of the verified path of GenRM-CoT computed exactly, where sampling checks would estimate the
+    verdict average over paths; a judge too weak to write its check greedily can still weigh it.
+    """
+    from nexus.data.judge import confirmation_writer
+
+    confirm = confirmation_writer(rm.rationale)
+    rows = [rm.verdict_ids(p, r, None, confirm(p, r)) for p, r in zip(prompts, responses)]
+    eos, (yes, no) = rm.backbone.tokenizer.eos_token_id, rm.yes_no_ids
+    values = []
+    for first in range(0, len(rows), rm.batch_size):
+        chunk = rows[first:first + rm.batch_size]
+        batch = rm._left_pad([ids for ids, _ in chunk])  # an over-long context loses its start (warned)
+        width = batch["input_ids"].shape[1]
+        keep = max(len(ids) - start + 1 for ids, (start, _) in chunk)  # the check, the question, and one before
+        if keep > width:
+            j = max(range(len(chunk)), key=lambda j: len(chunk[j][0]) - chunk[j][1][0])
+            raise ValueError(f"input {first + j}: its confirming check and question ({keep - 1} tokens) do not fit "
+                             f"in the judge's {width} positions after the context before them")
+        logp = rm._logits(**batch, keep=keep).double().log_softmax(-1)
+        for j, (ids, (start, end)) in enumerate(chunk):
+            at = keep - (len(ids) - start) - 1  # the position whose next token is the check's first
+            targets = torch.tensor([*ids[start:end], eos], device=logp.device)
+            path = logp[j, at + torch.arange(len(targets), device=logp.device), targets].sum()
+            values.append(path + F.logsigmoid(logp[j, -1, yes] - logp[j, -1, no]))
+    log_p = torch.stack(values).cpu().clamp(max=-1e-12) if values else torch.zeros(0, dtype=torch.float64)
+    return log_p - torch.log(-torch.expm1(log_p))

@@ -331,7 +331,8 @@ def parse_steps(response: str) -> list[str]:
     return [line.strip() for line in text.split("\n")] if text else []
 
 
-def _parse_step(step: str) -> tuple[int, str, int, int] | None:
+def parse_step(step: str) -> tuple[int, str, int, int] | None:
+    """``(x, op, y, z)`` of a step reading ``x op y = z`` (any spacing, optionally after ``Step k:``); None otherwise."""
     match = _STEP.fullmatch(step.strip())
     if match is None:
         return None
@@ -365,7 +366,7 @@ def label_steps(prompt: str, steps: Sequence[str]) -> list[int]:
     truth = _true_steps(*parse_prompt(prompt))
     labels, ok = [], True
     for i, step in enumerate(steps):
-        ok = ok and i < len(truth) and _same_step(_parse_step(step), truth[i])
+        ok = ok and i < len(truth) and _same_step(parse_step(step), truth[i])
         labels.append(int(ok))
     if labels and len(steps) < len(truth):
         labels[-1] = 0

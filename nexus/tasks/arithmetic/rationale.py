@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from nexus.data.judge import register_rationale
+from nexus.data.judge import register_confirmation, register_rationale
 from nexus.tasks.arithmetic import problems as arithmetic
 
 
@@ -59,6 +59,23 @@ def arithmetic_rationale(prompt: str, response: str) -> str:
         return f"{true} not {_result(step)}" if _left(step) == _left(true) else f"{true} not {step}"
 
     return _check(prompt, response, lambda step, true: f"{true} ok", wrong)
+
+
+@register_confirmation("arithmetic")
+def arithmetic_confirmation(prompt: str, response: str) -> str:
+    """The check `arithmetic` writes when every step of `response` is right: each step recomputed,
+    in the task's own step format, to the result the response gives, then "ok".
+
+    Nothing here reads the prompt's true answer: a judge scored by the probability of writing this
+    check (`read="confirmation"`) has to find the recomputed results likely by itself, so a wrong
+    step costs the probability of "recomputing" a wrong number, and a solution that stops early or
+    runs on costs the probability of ending the check where the response ends.
+    """
+    lines = []
+    for step in arithmetic.parse_steps(response):
+        parsed = arithmetic.parse_step(step)
+        lines.append(f"{arithmetic.format_step(*parsed) if parsed else step} ok")
+    return "\n".join(lines) if lines else "no steps"
 
 
 @register_rationale("arithmetic_solution")
