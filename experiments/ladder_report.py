@@ -2,7 +2,8 @@
 
 Reads the `pairwise` table (one row per RM variant and evaluation set) of every compare_rms run
 under the directory, e.g. `python -m experiments.run -m experiment=compare_rms seed=0,1,2`, and
-writes into it:
+writes into it (`--merge DIR ...`: add the families of the same runs from other sweeps, paired by
+seed and data size):
 
 - ladder.md / ladder.csv: per variant (family, with or without the log-likelihood features) and
   evaluation set (level x wording group), the mean over seeds and its 95% Student-t interval;
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import yaml
 
 from experiments.aggregate import load_tables, t_interval
 from nexus.reporting import markdown_table, write_csv
@@ -29,17 +31,40 @@ from nexus.reporting import markdown_table, write_csv
 WHO = ("family", "loglik")
 
 
-def load_runs(root: Path, table: str = "pairwise") -> list[dict[tuple, dict]]:
-    """Per run: {(variant, eval_set): row} of its `table`."""
-    paths = sorted(Path(root).rglob("metrics.json"))
-    runs = []
-    for path in paths:
+def _run_key(metrics: Path, index: int) -> tuple:
+    """What pairs a run with its twin in another sweep: (seed, data.n_train) from the config.yaml
+    beside its metrics.json, or its position among the sorted runs where there is none."""
+    config = metrics.parent / "config.yaml"
+    if not config.exists():
+        return (index,)
+    cfg = yaml.safe_load(config.read_text())
+    return (cfg.get("seed"), (cfg.get("data") or {}).get("n_train"))
+
+
+def _keyed_runs(root: Path, table: str) -> dict[tuple, dict[tuple, dict]]:
+    runs = {}
+    for i, path in enumerate(sorted(Path(root).rglob("metrics.json"))):
         rows = load_tables(path).get(table)
         if rows:
-            runs.append({(tuple(r[c] for c in WHO), r["eval_set"]): r for r in rows})
+            runs[_run_key(path, i)] = {(tuple(r[c] for c in WHO), r["eval_set"]): r for r in rows}
     if not runs:
         raise FileNotFoundError(f"{root}: no metrics.json with a {table!r} table under it")
     return runs
+
+
+def load_runs(root: Path, table: str = "pairwise", merge: Sequence[Path] = ()) -> list[dict[tuple, dict]]:
+    """Per run: {(variant, eval_set): row} of its `table`. Each folder of `merge` holds the same
+    runs (same seeds and data sizes) of other families, whose rows join their twin's, so that
+    families trained in separate sweeps are compared paired by run."""
+    runs = _keyed_runs(root, table)
+    for other in merge:
+        theirs = _keyed_runs(other, table)
+        if set(theirs) != set(runs):
+            raise ValueError(f"{other}: its runs (seed, data.n_train) {sorted(theirs, key=str)} are not those "
+                             f"of {root}: {sorted(runs, key=str)}")
+        for key, rows in theirs.items():
+            runs[key].update(rows)
+    return [runs[key] for key in sorted(runs, key=str)]
 
 
 def _name(variant: tuple) -> str:
@@ -110,9 +135,9 @@ def plot(path: Path, rows: list[dict], metric: str) -> None:
     plt.close(fig)
 
 
-def report(root: Path, metric: str = "accuracy", level: float = 0.95) -> str:
+def report(root: Path, metric: str = "accuracy", level: float = 0.95, merge: Sequence[Path] = ()) -> str:
     """Write ladder.md/.csv/.png and ladder_differences.csv into `root`; return the Markdown."""
-    runs = load_runs(root)
+    runs = load_runs(root, merge=merge)
     rows, diffs = summary(runs, metric, level), differences(runs, metric, level)
     write_csv(root / "ladder.csv", rows)
     write_csv(root / "ladder_differences.csv", diffs)
@@ -137,8 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("multirun_dir", type=Path)
     parser.add_argument("--metric", default="accuracy", help="a column of the pairwise table: accuracy, ece or brier")
     parser.add_argument("--level", type=float, default=0.95)
+    parser.add_argument("--merge", type=Path, nargs="+", default=[],
+                        help="folders with the same runs (seeds, data sizes) of other families, compared paired by run")
     args = parser.parse_args(argv)
-    print(report(args.multirun_dir, args.metric, args.level))
+    print(report(args.multirun_dir, args.metric, args.level, args.merge))
     return 0
 
 

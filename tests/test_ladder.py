@@ -165,6 +165,28 @@ def test_the_ladder_report_pairs_runs_by_seed(tmp_path):
     assert "scalar (ll on)" in text and (tmp_path / "ladder.png").stat().st_size > 0
 
 
+def test_the_ladder_report_merges_families_of_another_sweep_paired_by_seed(tmp_path):
+    import json as _json
+
+    from experiments.ladder_report import report
+
+    # The other sweep lists its runs in another order; config.yaml says which seed each is.
+    for sweep, family, base, order in (("a", "scalar", 0.7, [0, 1, 2]), ("b", "generative", 0.6, [2, 0, 1])):
+        for position, seed in enumerate(order):
+            run = tmp_path / sweep / str(position)
+            run.mkdir(parents=True)
+            (run / "config.yaml").write_text(f"seed: {seed}\ndata: {{n_train: 800}}\n")
+            rows = [{"family": family, "loglik": "n/a", "eval_set": "level2/seen",
+                     "accuracy": base + [0.0, 0.2, -0.2][seed]}]
+            (run / "metrics.json").write_text(_json.dumps({"rows": [], "pairwise": rows}))
+    report(tmp_path / "a", merge=[tmp_path / "b"])
+    (diff,) = _json.loads((tmp_path / "a" / "ladder.json").read_text())["differences"]
+    assert abs(abs(diff["difference"]) - 0.1) < 1e-9 and diff["differs"]  # paired by seed, not by position
+    (tmp_path / "b" / "0" / "config.yaml").write_text("seed: 7\ndata: {n_train: 800}\n")
+    with pytest.raises(ValueError, match="are not those"):
+        report(tmp_path / "a", merge=[tmp_path / "b"])
+
+
 def test_the_ladder_data_of_a_run_keeps_lm_rm_and_evaluation_problems_apart():
     from omegaconf import OmegaConf
 
