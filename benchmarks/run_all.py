@@ -30,6 +30,7 @@ BENCHMARKS = {
     "ensemble": ("benchmarks.ensemble_shared_backbone", [], ["--n", "64"]),
     "prm": ("benchmarks.prm_one_pass", [], ["--n", "16"]),
     "generative": ("benchmarks.generative_verdict", [], ["--n", "8", "--backbone", "tiny-llama", "--repeats", "1"]),
+    "genrm_cot": ("benchmarks.genrm_cot", [], ["--n", "16", "--repeats", "1", "--rationale-tokens", "16"]),
     "scaling": ("benchmarks.scaling", [], ["--backbone", "arith-lm", "--repeats", "1", "--batch-sizes", "1", "4", "16",
                                            "--ns", "2", "8", "32"]),
     "sandbox": ("benchmarks.sandbox", [], ["--problems", "16"]),
