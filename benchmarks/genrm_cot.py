@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import torch
-
 from benchmarks.common import Row, benchmark_parser, best_seconds, report, threads_note
 from nexus.backbones import load_backbone
 from nexus.models.generative import GenerativeRewardModel
@@ -67,15 +65,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default="level2", choices=list(arithmetic.SPLITS))
     p.add_argument("--rationale-tokens", type=int, default=64, help="most tokens of a generated check")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     return p
 
 
 def main(argv=None) -> list[Row]:
-    args = parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return run(args)
+    return run(parser().parse_args(argv))
 
 
 if __name__ == "__main__":
