@@ -1,6 +1,7 @@
 """GenRM-CoT's cost per verdict: the step check read in one forward pass vs generated, against the plain verdict.
 
 python -m benchmarks.genrm_cot [--n 200] [--level level2] [--rationale-tokens 64] [--batch-size 32]
+                               [--train-steps 60]
 
 Three judges share the ladder's task LM (`arith-lm-ladder`, compact prompts, the `arithmetic`
 step-check rationale) and score the same `--n` outcome responses of `--level`:
@@ -11,9 +12,9 @@ step-check rationale) and score the same `--n` outcome responses of `--level`:
 - GenRM-CoT as it is usually run (`explain=True`): the check generated greedily (up to
   `--rationale-tokens` tokens, stopping at the end of the check), then the verdict read.
 
-The baseline is the generated check; speed does not depend on the weights, but how long a
-generated check runs does, so the note gives the mean length generated (a fine-tuned judge
-writes about one line per step, 40-60 tokens on level 2).
+The baseline is the generated check. Speed does not depend on the weights, but how long a
+generated check runs does: the shared judge is first trained `--train-steps` steps on the check
+(lr 1e-3, batch 16), enough to learn its format, and the note gives the mean length generated.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def run(args) -> list[Row]:
     prompts, responses = [ex.prompt for ex in data], [ex.response for ex in data]
     backbone = load_backbone("arith-lm-ladder", lm_head=True, lm_logprobs=False)
     common = {"prompt_dir": "compact", "rationale": "arithmetic", "batch_size": args.batch_size}
+    if args.train_steps:  # teach the format, so the generated checks run as long as a trained judge's
+        from nexus.training import RewardTrainer, RewardTrainingArguments
+
+        train = arithmetic.generate(8 * args.train_steps, 11, dataclasses.replace(task, partition="rm"))["outcome"]
+        RewardTrainer(model=GenerativeRewardModel(backbone, **common), train_dataset=train, args=RewardTrainingArguments(
+            output_dir=args.output_dir, max_steps=args.train_steps, per_device_train_batch_size=16, learning_rate=1e-3,
+            save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=True)).train()
     judges = {
         "check generated, then verdict": GenerativeRewardModel(
             backbone, explain=True, critique_max_tokens=args.rationale_tokens, **common),
@@ -65,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default="level2", choices=list(arithmetic.SPLITS))
     p.add_argument("--rationale-tokens", type=int, default=64, help="most tokens of a generated check")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--train-steps", type=int, default=60,
+                   help="steps of check training first (0: the task LM as shipped, whose checks stop early)")
+    p.add_argument("--output-dir", default="outputs/genrm_cot_bench", help="the trainer's scratch folder")
     return p
 
 
