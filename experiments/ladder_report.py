@@ -55,7 +55,8 @@ def _keyed_runs(root: Path, table: str) -> dict[tuple, dict[tuple, dict]]:
 def load_runs(root: Path, table: str = "pairwise", merge: Sequence[Path] = ()) -> list[dict[tuple, dict]]:
     """Per run: {(variant, eval_set): row} of its `table`. Each folder of `merge` holds the same
     runs (same seeds and data sizes) of other families, whose rows join their twin's, so that
-    families trained in separate sweeps are compared paired by run."""
+    families trained in separate sweeps are compared paired by run; a variant already present
+    (the same family in another configuration) is named "family (folder name)"."""
     runs = _keyed_runs(root, table)
     for other in merge:
         theirs = _keyed_runs(other, table)
@@ -63,7 +64,10 @@ def load_runs(root: Path, table: str = "pairwise", merge: Sequence[Path] = ()) -
             raise ValueError(f"{other}: its runs (seed, data.n_train) {sorted(theirs, key=str)} are not those "
                              f"of {root}: {sorted(runs, key=str)}")
         for key, rows in theirs.items():
-            runs[key].update(rows)
+            for ((family, loglik), eval_set), row in rows.items():
+                if ((family, loglik), eval_set) in runs[key]:
+                    family = f"{family} ({Path(other).name})"
+                runs[key][((family, loglik), eval_set)] = row
     return [runs[key] for key in sorted(runs, key=str)]
 
 

@@ -179,8 +179,17 @@ def test_the_ladder_report_merges_families_of_another_sweep_paired_by_seed(tmp_p
             rows = [{"family": family, "loglik": "n/a", "eval_set": "level2/seen",
                      "accuracy": base + [0.0, 0.2, -0.2][seed]}]
             (run / "metrics.json").write_text(_json.dumps({"rows": [], "pairwise": rows}))
-    report(tmp_path / "a", merge=[tmp_path / "b"])
-    (diff,) = _json.loads((tmp_path / "a" / "ladder.json").read_text())["differences"]
+    (tmp_path / "c").mkdir()  # the same family again, in another configuration
+    for seed in range(3):
+        (tmp_path / "c" / str(seed)).mkdir()
+        (tmp_path / "c" / str(seed) / "config.yaml").write_text(f"seed: {seed}\ndata: {{n_train: 800}}\n")
+        rows = [{"family": "scalar", "loglik": "n/a", "eval_set": "level2/seen", "accuracy": 0.5}]
+        (tmp_path / "c" / str(seed) / "metrics.json").write_text(_json.dumps({"rows": [], "pairwise": rows}))
+    report(tmp_path / "a", merge=[tmp_path / "b", tmp_path / "c"])
+    result = _json.loads((tmp_path / "a" / "ladder.json").read_text())
+    assert {r["variant"]: r["accuracy"] for r in result["summary"]} == pytest.approx(
+        {"scalar": 0.7, "generative": 0.6, "scalar (c)": 0.5})
+    diff = next(d for d in result["differences"] if {d["a"], d["b"]} == {"scalar", "generative"})
     assert abs(abs(diff["difference"]) - 0.1) < 1e-9 and diff["differs"]  # paired by seed, not by position
     (tmp_path / "b" / "0" / "config.yaml").write_text("seed: 7\ndata: {n_train: 800}\n")
     with pytest.raises(ValueError, match="are not those"):
