@@ -39,9 +39,10 @@ def run(args) -> list[Row]:
         from nexus.training import RewardTrainer, RewardTrainingArguments
 
         train = arithmetic.generate(8 * args.train_steps, 11, dataclasses.replace(task, partition="rm"))["outcome"]
-        RewardTrainer(model=GenerativeRewardModel(backbone, **common), train_dataset=train, args=RewardTrainingArguments(
+        training = RewardTrainingArguments(
             output_dir=args.output_dir, max_steps=args.train_steps, per_device_train_batch_size=16, learning_rate=1e-3,
-            save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=True)).train()
+            save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=True)
+        RewardTrainer(model=GenerativeRewardModel(backbone, **common), train_dataset=train, args=training).train()
     judges = {
         "check generated, then verdict": GenerativeRewardModel(
             backbone, explain=True, critique_max_tokens=args.rationale_tokens, **common),

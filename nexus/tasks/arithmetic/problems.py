@@ -332,7 +332,7 @@ def parse_steps(response: str) -> list[str]:
 
 
 def parse_step(step: str) -> tuple[int, str, int, int] | None:
-    """``(x, op, y, z)`` of a step reading ``x op y = z`` (any spacing, optionally after ``Step k:``); None otherwise."""
+    """``(x, op, y, z)`` of a step reading ``x op y = z`` (any spacing, optionally after ``Step k:``), else None."""
     match = _STEP.fullmatch(step.strip())
     if match is None:
         return None
