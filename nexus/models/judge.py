@@ -179,11 +179,13 @@ def confirmation_log_odds(rm, prompts: Sequence[str], responses: Sequence[str]) 
             j = max(range(len(chunk)), key=lambda j: len(chunk[j][0]) - chunk[j][1][0])
             raise ValueError(f"input {first + j}: its confirming check and question ({keep - 1} tokens) do not fit "
                              f"in the judge's {width} positions after the context before them")
-        logp = rm._logits(**batch, keep=keep).double().log_softmax(-1)
+        logits = rm._logits(**batch, keep=keep).float()
+        norm = logits.logsumexp(-1)  # gathered logits minus this: no second vocabulary-sized tensor
         for j, (ids, (start, end)) in enumerate(chunk):
             at = keep - (len(ids) - start) - 1  # the position whose next token is the check's first
-            targets = torch.tensor([*ids[start:end], eos], device=logp.device)
-            path = logp[j, at + torch.arange(len(targets), device=logp.device), targets].sum()
-            values.append(path + F.logsigmoid(logp[j, -1, yes] - logp[j, -1, no]))
+            targets = torch.tensor([*ids[start:end], eos], device=logits.device)
+            positions = at + torch.arange(len(targets), device=logits.device)
+            path = (logits[j, positions, targets] - norm[j, positions]).double().sum()
+            values.append(path + F.logsigmoid(logits[j, -1, yes] - logits[j, -1, no]).double())
     log_p = torch.stack(values).cpu().clamp(max=-1e-12) if values else torch.zeros(0, dtype=torch.float64)
     return log_p - torch.log(-torch.expm1(log_p))
