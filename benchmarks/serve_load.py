@@ -15,10 +15,14 @@ connection, stopping after `--max-seconds`); the client side records throughput 
 and p50/p99 latency.
 
 Baseline, in the same run: in-process `rm.score` on all the inputs in one call (the model's own
-batching, length-sorted over every input), as items/s. This machine's speed drifts, so each case
-runs `--rounds` times, each round measuring the baseline, the batching server and the server
-without batching back to back; a ratio is taken within a round and the median (and range) over
-rounds is reported. Memory: the batching server's peak resident memory above its level after
+batching, length-sorted over every input), as items/s. Two more in-process references: the same
+call in forward passes of the server's size (`score(max_tokens=, max_padding=)` as the server
+calls it; /info gives the size), which isolates what HTTP and coalescing cost, and `rm.score` on
+one input at a time, which is what a server without batching can reach at best. Their quotient,
+batched over one at a time in-process, bounds the speedup any server can get from batching on
+this hardware. This machine's speed drifts, so each case runs `--rounds` times, each round
+measuring the in-process rates, the batching server and the server without batching back to
+back; a ratio is taken within a round and the median (and range) over rounds is reported. Memory: the batching server's peak resident memory above its level after
 warm-up (sampled every 5 ms), at each concurrency, and a third server's with the most clients
 against a queue limit of `--queue-limit` inputs, whose clients retry a refused request (503)
 after 100 ms: the peak stays bounded however many clients wait.
@@ -99,6 +103,11 @@ class ServerProcess:
         import httpx
 
         return httpx.get(f"{self.url}/health").json()
+
+    def info(self) -> dict:
+        import httpx
+
+        return httpx.get(f"{self.url}/info").json()
 
     def stop(self) -> None:
         self.process.terminate()
@@ -201,14 +210,60 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def in_process_rate(rm, prompts: list, responses: list) -> float:
+def in_process_rate(rm, prompts: list, responses: list, **options) -> float:
     start = time.perf_counter()
-    rm.score(prompts, responses)
+    rm.score(prompts, responses, **options)
+    return len(prompts) / (time.perf_counter() - start)
+
+
+def one_at_a_time_rate(rm, prompts: list, responses: list) -> float:
+    start = time.perf_counter()
+    for prompt, response in zip(prompts, responses):
+        rm.score([prompt], [response])
     return len(prompts) / (time.perf_counter() - start)
 
 
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f}x (range {min(values):.2f}-{max(values):.2f})"
+
+
+def measure_clients(args, rm, prompts, responses, bodies, servers, bases, clients, passes, baseline) -> list[Row]:
+    """Rounds at `clients` concurrent clients: in-process rates, then each server, back to back."""
+    k = args.items_per_request
+    rates = {True: [], False: []}
+    ratios, like_for_like, speedups, ceilings, latencies, peaks, calls, busy = [], [], [], [], [], [], [], []
+    for _ in range(args.rounds):  # interleaved, so that drift in this machine's speed hits all alike
+        local = in_process_rate(rm, prompts, responses)
+        same_passes = in_process_rate(rm, prompts, responses, **passes)
+        alone = one_at_a_time_rate(rm, prompts, responses)
+        baseline.append(local)
+        for batching, server in servers.items():
+            before = server.stats()
+            with PeakOf(server.ps, bases[batching]) as peak:
+                result = asyncio.run(drive(server.url, bodies, clients, args.max_seconds))
+            rates[batching].append(len(result["latencies"]) / result["seconds"])
+            if batching:
+                after = server.stats()
+                latencies += result["latencies"]
+                peaks.append(peak.mib)
+                calls.append(after["batches"] - before["batches"])
+                busy.append((after["busy_seconds"] - before["busy_seconds"]) / result["seconds"])
+        ratios.append(rates[True][-1] * k / local)
+        like_for_like.append(rates[True][-1] * k / same_passes)
+        speedups.append(rates[True][-1] / rates[False][-1])
+        ceilings.append(local / alone)
+    latencies.sort()
+    rows = [Row("serve_load", f"batching, {clients} clients", len(bodies) / statistics.median(rates[True]),
+                f"{statistics.median(rates[True]):.1f} responses/s", f"{spread(ratios)} in-process",
+                note=f"{spread(like_for_like)} in-process in the server's passes; p50 "
+                     f"{percentile(latencies, 0.5) * 1e3:.0f} ms, p99 {percentile(latencies, 0.99) * 1e3:.0f} ms; "
+                     f"peak server RSS +{max(peaks):.0f} MiB; {statistics.median(calls):.0f} score calls, model busy "
+                     f"{statistics.median(busy):.0%} of the time"),
+            Row("serve_load", f"no batching, {clients} clients", len(bodies) / statistics.median(rates[False]),
+                f"{statistics.median(rates[False]):.1f} responses/s", f"batching {spread(speedups)} this",
+                note=f"in-process, batched over one at a time: {spread(ceilings)}")]
+    print("  " + rows[0].line() + "\n  " + rows[1].line(), flush=True)
+    return rows
 
 
 def run(args) -> list[Row]:
@@ -231,35 +286,11 @@ def run(args) -> list[Row]:
             for batching, server in servers.items():
                 asyncio.run(drive(server.url, bodies[:16], 4, args.max_seconds))  # warm up
                 bases[batching] = server.ps.memory_info().rss
+            limits = servers[True].info()["limits"]  # how the server cuts a call into forward passes
+            passes = {"max_tokens": limits["forward_max_tokens"], "max_padding": limits["max_padding"]}
             for clients in args.clients:
-                rates = {True: [], False: []}
-                ratios, speedups, latencies, peaks, calls, busy = [], [], [], [], [], []
-                for _ in range(args.rounds):  # interleaved, so that drift in this machine's speed hits all alike
-                    local = in_process_rate(rm, prompts, responses)
-                    baseline.append(local)
-                    for batching, server in servers.items():
-                        before = server.stats()
-                        with PeakOf(server.ps, bases[batching]) as peak:
-                            result = asyncio.run(drive(server.url, bodies, clients, args.max_seconds))
-                        rates[batching].append(len(result["latencies"]) / result["seconds"])
-                        if batching:
-                            after = server.stats()
-                            latencies += result["latencies"]
-                            peaks.append(peak.mib)
-                            calls.append(after["batches"] - before["batches"])
-                            busy.append((after["busy_seconds"] - before["busy_seconds"]) / result["seconds"])
-                    ratios.append(rates[True][-1] * k / local)
-                    speedups.append(rates[True][-1] / rates[False][-1])
-                latencies.sort()
-                rows.append(Row("serve_load", f"batching, {clients} clients", len(bodies) / statistics.median(
-                    rates[True]), f"{statistics.median(rates[True]):.1f} responses/s", f"{spread(ratios)} in-process",
-                    note=f"p50 {percentile(latencies, 0.5) * 1e3:.0f} ms, p99 {percentile(latencies, 0.99) * 1e3:.0f} "
-                         f"ms; peak server RSS +{max(peaks):.0f} MiB; {statistics.median(calls):.0f} score calls, "
-                         f"model busy {statistics.median(busy):.0%} of the time"))
-                rows.append(Row("serve_load", f"no batching, {clients} clients", len(bodies) / statistics.median(
-                    rates[False]), f"{statistics.median(rates[False]):.1f} responses/s",
-                    f"batching {spread(speedups)} this"))
-                print("  " + rows[-2].line() + "\n  " + rows[-1].line(), flush=True)
+                rows += measure_clients(args, rm, prompts, responses, bodies, servers, bases, clients, passes,
+                                        baseline)
         finally:
             for server in servers.values():
                 server.stop()

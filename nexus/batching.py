@@ -10,7 +10,8 @@ from nexus.conversation import key
 from nexus.validation import check_positive_int
 
 
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_padding: float | None = None) -> list[list[int]]:
+def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_padding: float | None = None, *,
+                         rows: Sequence[int] | None = None, tokens: Sequence[int] | None = None) -> list[list[int]]:
     """Indices grouped longest first so that rows x the batch's longest row <= `max_tokens`.
 
     The padded batch is what the backbone computes on, so this bounds the work and memory of every
@@ -21,25 +22,31 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_padding: f
     make more than that fraction of its padded tokens padding. Few inputs of mixed lengths (a
     server's coalesced requests) otherwise pad most rows to one long row; a bound of 0.25 gives
     short rows batches of their own.
+
+    Each index may stand for a unit of several rows that must stay together (a server's request):
+    `rows[i]` rows whose longest is `lengths[i]` tokens and which hold `tokens[i]` real tokens in
+    all (defaults: one row of `lengths[i]`).
     """
     check_positive_int("max_tokens", max_tokens)
     if max_padding is not None and not 0.0 <= max_padding < 1.0:
         raise ValueError(f"max_padding={max_padding!r}: expected a fraction in [0, 1)")
+    rows = [1] * len(lengths) if rows is None else rows
+    tokens = lengths if tokens is None else tokens
     batches: list[list[int]] = []
-    used = 0  # real tokens in the last batch
+    height = used = 0  # rows and real tokens in the last batch
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        # sorted longest first, so a batch's first row is its longest
+        # sorted longest first, so a batch's first unit holds its longest row
         if batches:
-            rows, width = len(batches[-1]) + 1, lengths[batches[-1][0]]
-            fits = rows * width <= max_tokens
+            area = (height + rows[i]) * lengths[batches[-1][0]]
+            fits = area <= max_tokens
             if fits and max_padding is not None:
-                fits = rows * width - (used + lengths[i]) <= max_padding * rows * width
+                fits = area - (used + tokens[i]) <= max_padding * area
             if fits:
                 batches[-1].append(i)
-                used += lengths[i]
+                height, used = height + rows[i], used + tokens[i]
                 continue
         batches.append([i])
-        used = lengths[i]
+        height, used = rows[i], tokens[i]
     return batches
 
 

@@ -67,6 +67,18 @@ def test_a_padding_bound_keeps_short_rows_out_of_a_long_rows_batch():
         token_budget_batches(lengths, 1000, max_padding=1.0)
 
 
+def test_units_of_several_rows_stay_together_within_the_budget():
+    # three requests: 4 rows (longest 30, 100 real tokens), 1 row of 50, 3 rows (longest 10, 24 real)
+    lengths, rows, tokens = [30, 50, 10], [4, 1, 3], [100, 50, 24]
+    # 50 alone; 4 rows of 30 (120 padded) plus 3 more rows at width 30 would be 210 > 150
+    assert token_budget_batches(lengths, 150, rows=rows, tokens=tokens) == [[1], [0], [2]]
+    # at 210, 5 x 50 = 250 does not fit, but 7 rows of 30 do
+    assert token_budget_batches(lengths, 210, rows=rows, tokens=tokens) == [[1], [0, 2]]
+    assert token_budget_batches(lengths, 400, rows=rows, tokens=tokens) == [[1, 0, 2]]  # 8 x 50 = 400
+    # padding of that batch: 400 - 174 real = 226 tokens, 56%: a 0.5 bound splits it
+    assert token_budget_batches(lengths, 400, 0.5, rows=rows, tokens=tokens) == [[1, 0], [2]]
+
+
 def test_score_with_a_padding_bound_gives_the_same_rewards(mixed_inputs):
     rm = scalar("tiny-gpt2")
     prompts, responses = mixed_inputs

@@ -161,6 +161,42 @@ def test_clients_that_return_after_each_answer_are_gathered_into_one_call_not_tw
     assert calls[1:-1] == [16] * 7, calls  # two half batches per round would be 16 calls of 8
 
 
+def test_a_coalesced_call_answers_each_forward_pass_as_it_ends():
+    """Two short requests and two long ones in one call, cut into passes of at most 100 padded
+    tokens: the short pair first, then each long one alone. The short pair's callers get their
+    answers while the long passes still run (the long passes wait for them, for up to 10 s), so
+    they can send their next requests meanwhile."""
+    from nexus.outputs import RewardOutput
+    from nexus.serve.batcher import Batcher, Job
+
+    calls, short_answered, seen_during_long = [], threading.Event(), []
+
+    def score(prompts, responses, columns, options):
+        calls.append(list(responses))
+        if len(responses[0]) > 50:  # a long pass: were the short requests answered before it ends?
+            seen_during_long.append(short_answered.wait(10))
+        return RewardOutput(rewards=torch.tensor([float(len(r)) for r in responses]))
+
+    async def main():
+        batcher = Batcher(score, pass_tokens=100)
+        batcher.start()
+        texts = ["s" * 10, "L" * 90, "t" * 10, "M" * 90]
+        jobs = [batcher.submit(Job(["p"], [text], [len(text)], group="score")) for text in texts]
+
+        async def short_pair():
+            for job in (jobs[0], jobs[2]):
+                assert (await batcher.result(job)).rewards.tolist() == [10.0]
+            short_answered.set()
+
+        results = await asyncio.gather(short_pair(), *(batcher.result(job) for job in (jobs[1], jobs[3])))
+        await batcher.close()
+        return [out.rewards.tolist() for out in results[1:]]
+
+    assert asyncio.run(main()) == [[90.0], [90.0]]
+    assert calls == [["s" * 10, "t" * 10], ["M" * 90], ["L" * 90]]  # shortest pass first, arrival order inside
+    assert seen_during_long == [True, True]
+
+
 def test_score_and_compare_endpoints_mirror_the_python_interface_with_conversations():
     rm = scalar_rm()
     conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2 + 2?"}]
@@ -386,6 +422,15 @@ def test_serve_config_refuses_bad_settings():
         ServeConfig(api_key="")
     with pytest.raises(ValueError, match="threads"):
         ServeConfig(threads=0)
+    with pytest.raises(ValueError, match="forward_max_tokens"):
+        ServeConfig(forward_max_tokens="large")
+
+
+def test_forward_passes_default_to_a_size_for_the_device():
+    assert ServeConfig().pass_tokens("cpu") == 1024
+    assert ServeConfig().pass_tokens("cuda:0") == 4096
+    assert ServeConfig(forward_max_tokens=512).pass_tokens("cuda:0") == 512
+    assert ServeConfig(forward_max_tokens=None).pass_tokens("cpu") is None
 
 
 def test_the_command_line_and_the_hydra_config_take_the_same_settings():

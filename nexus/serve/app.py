@@ -52,6 +52,7 @@ class Server:
         self.config, self._load, self.source = config, load, source
         self.rm: RewardModel | None = None
         self.batcher: Batcher | None = None
+        self.pass_tokens: int | None = None  # forward_max_tokens for the loaded model's device
         self.status, self.error = "loading", None
         self.on_failure: Callable[[], None] | None = None  # e.g. tell uvicorn to exit
         # Request checks tokenize; a few threads do it beside the model's, so that a burst of
@@ -69,8 +70,10 @@ class Server:
                 self.on_failure()
             return
         c = self.config
+        self.pass_tokens = c.pass_tokens(self.device)
         self.batcher = Batcher(self._score, batching=c.batching, max_batch_tokens=c.max_batch_tokens,
-                               max_wait_ms=c.max_wait_ms, max_queue_items=c.max_queue_items)
+                               max_wait_ms=c.max_wait_ms, max_queue_items=c.max_queue_items,
+                               pass_tokens=self.pass_tokens, max_padding=c.max_padding)
         self.batcher.start()
         self.status = "ready"
         log.info("nexus.serve: %s ready (%s)", self.source, type(self.rm).__name__)
@@ -92,8 +95,14 @@ class Server:
     # -- what every scoring endpoint shares ------------------------------------------------
 
     def _score(self, prompts: list, responses: list, columns: dict, options: dict):
-        return self.rm.score(prompts, responses, max_tokens=self.config.forward_max_tokens,
+        return self.rm.score(prompts, responses, max_tokens=self.pass_tokens,
                              max_padding=self.config.max_padding, **columns, **options)
+
+    @property
+    def device(self) -> str:
+        """Where the model's parameters are ("cpu" for a family without any)."""
+        params = next(iter(self.rm.parameters()), None)
+        return "cpu" if params is None else str(params.device)
 
     @property
     def item_limit(self) -> int | None:
@@ -263,7 +272,7 @@ class Server:
             "call_options": None if rm is None else list(rm.call_options),
             "accepts_steps": None if rm is None else rm.accepts_steps,
             "scores_independently": None if rm is None else rm.scores_independently,
-            "limits": {**self.config.public(),
+            "limits": {**self.config.public(), "forward_max_tokens": self.pass_tokens,
                        "max_input_length": None if rm is None else rm.max_input_length,
                        "item_limit": None if rm is None else self.item_limit,
                        "length_unit": None if rm is None else rm.length_unit},

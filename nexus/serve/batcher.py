@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
+from nexus.batching import token_budget_batches
 from nexus.outputs import RewardOutput
 
 log = logging.getLogger("nexus.serve")
@@ -88,10 +89,12 @@ class Batcher:
     """The queue, the batching loop and the model's worker thread (see the module docstring)."""
 
     def __init__(self, score: ScoreFn, *, batching: bool = True, max_batch_tokens: int = 16384,
-                 max_wait_ms: float = 20.0, max_queue_items: int = 4096):
+                 max_wait_ms: float = 20.0, max_queue_items: int = 4096, pass_tokens: int | None = None,
+                 max_padding: float | None = None):
         self.score = score
         self.batching = batching
         self.max_batch_tokens = max_batch_tokens
+        self.pass_tokens, self.max_padding = pass_tokens, max_padding
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue_items = max_queue_items
         self.queue: deque[Job] = deque()
@@ -108,6 +111,7 @@ class Batcher:
         # queued while it ran) and when the last call's results went back.
         self._expected = 0
         self._delivered_at = 0.0
+        self._accepted_by_first_delivery: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nexus-score")
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -228,20 +232,28 @@ class Batcher:
             self.counts["batches"] += 1
             self.counts["batched_jobs"] += len(batch)
             self._last_batch_jobs = len(batch)
+            accepted_at_start, self._accepted_by_first_delivery = self.counts["accepted"], None
+            loop = asyncio.get_running_loop()
             try:
-                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
-            except Exception as err:  # a fault in the batching itself: fail these jobs, keep serving
+                await loop.run_in_executor(self._executor, self._run, batch,
+                                           lambda job, ok, value: loop.call_soon_threadsafe(self._deliver, job, ok, value))
+            except Exception as err:  # a fault in the batching itself: fail the jobs left, keep serving
                 log.exception("scoring a batch of %d requests failed", len(batch))
-                results = [(False, err)] * len(batch)
+                for job in batch:
+                    if job.state == "running":
+                        self._deliver(job, False, err)
             finally:
                 self.running_items -= items
-            for job, (ok, value) in zip(batch, results):
-                self._deliver(job, ok, value)
-            self._expected = len(batch) + len(self.queue)
+            # The next call expects this call's callers back, and the requests that came from others
+            # while it ran before its first answers went out (later ones may be its callers' next).
+            arrived = (self._accepted_by_first_delivery or self.counts["accepted"]) - accepted_at_start
+            self._expected = len(batch) + arrived
             self._delivered_at = time.monotonic()
 
     def _deliver(self, job: Job, ok: bool, value: Any) -> None:
-        if job.state == "cancelled":
+        if self._accepted_by_first_delivery is None:
+            self._accepted_by_first_delivery = self.counts["accepted"]
+        if job.state != "running":  # cancelled, or already failed by the loop
             return
         job.state = "done"
         self.counts["completed" if ok else "failed"] += 1
@@ -252,31 +264,51 @@ class Batcher:
 
     # -- the worker thread ----------------------------------------------------------------------
 
-    def _run(self, batch: list[Job]) -> list[tuple[bool, Any]]:
+    def _run(self, batch: list[Job], deliver: Callable[[Job, bool, Any], None]) -> None:
         start = time.perf_counter()
         try:
-            return self._run_batch(batch)
+            self._run_batch(batch, deliver)
         finally:
             self.busy_seconds += time.perf_counter() - start
 
-    def _run_batch(self, batch: list[Job]) -> list[tuple[bool, Any]]:
-        """(ok, result or exception) per job. A failed shared call is retried job by job, so that
-        a request the model cannot score fails alone."""
+    def _passes(self, jobs: list[Job]) -> list[list[Job]]:
+        """`jobs` cut into forward passes (each request whole; rows x longest row <= pass_tokens, at
+        most max_padding of it padding), shortest first, so that the first answers go out early."""
+        if self.pass_tokens is None or len(jobs) <= 1:
+            return [jobs]
+        groups = token_budget_batches([max(job.sizes) for job in jobs], self.pass_tokens, self.max_padding,
+                                      rows=[job.items for job in jobs], tokens=[job.tokens for job in jobs])
+        return [[jobs[i] for i in sorted(group)] for group in reversed(groups)]
+
+    def _run_batch(self, batch: list[Job], deliver: Callable[[Job, bool, Any], None]) -> None:
+        """Score the batch a forward pass at a time and `deliver` (job, ok, result or exception) as
+        each pass ends, so that its callers can send their next requests while the rest is scored.
+        A failed shared call is retried job by job, so that a request the model cannot score fails
+        alone."""
         live = [job for job in batch if job.state != "cancelled"]
-        if len(live) <= 1:
-            return [self._run_alone(job) if job in live else (False, CallerGone()) for job in batch]
-        first = live[0]
+        for job in batch:
+            if job.state == "cancelled":
+                deliver(job, False, CallerGone())
+        for jobs in self._passes(live):
+            for job, (ok, value) in zip(jobs, self._run_shared(jobs)):
+                deliver(job, ok, value)
+
+    def _run_shared(self, jobs: list[Job]) -> list[tuple[bool, Any]]:
+        """(ok, result or exception) per job, from one `score` call over all of them."""
+        if len(jobs) == 1:
+            return [self._run_alone(jobs[0])]
+        first = jobs[0]
         try:
-            out = self.score([p for job in live for p in job.prompts], [r for job in live for r in job.responses],
-                             {name: [v for job in live for v in job.columns[name]] for name in first.columns},
+            out = self.score([p for job in jobs for p in job.prompts], [r for job in jobs for r in job.responses],
+                             {name: [v for job in jobs for v in job.columns[name]] for name in first.columns},
                              first.options)
         except Exception:
-            return [self._run_alone(job) for job in batch]
-        results, start = {}, 0
-        for job in live:
-            results[id(job)] = self._finish(job, out.select(slice(start, start + job.items)))
+            return [self._run_alone(job) for job in jobs]
+        results, start = [], 0
+        for job in jobs:
+            results.append(self._finish(job, out.select(slice(start, start + job.items))))
             start += job.items
-        return [results.get(id(job), (False, CallerGone())) for job in batch]
+        return results
 
     def _run_alone(self, job: Job) -> tuple[bool, Any]:
         if job.state == "cancelled":
