@@ -30,10 +30,10 @@ setup(
         "data": ["datasets>=2.19"],  # data=hf and RewardTrainer on a datasets.Dataset
         "peers": ["trl>=1.0", "datasets>=2.19"],  # benchmarks/vs_trl.py: TRL's RewardTrainer beside nexus's
         # python -m nexus.serve: the HTTP reward server
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29"],
+        "serve": ["fastapi>=0.110", "uvicorn[standard]>=0.29"],
         # nexus.serve.ray_deployment: the same server as Ray Serve replicas
-        "ray": ["fastapi>=0.110", "uvicorn>=0.29", "ray[serve]>=2.9"],
+        "ray": ["fastapi>=0.110", "uvicorn[standard]>=0.29", "ray[serve]>=2.9"],
         # the tests need every optional path they exercise (servers, Ray Serve, datasets) and a client
-        "dev": ["pytest", "datasets>=2.19", "fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.24", "ray[serve]>=2.9"],
+        "dev": ["pytest", "datasets>=2.19", "fastapi>=0.110", "uvicorn[standard]>=0.29", "httpx>=0.24", "ray[serve]>=2.9"],
     },
 )

@@ -2,6 +2,7 @@
 
 python -m benchmarks.serve_load [--backbone minilm] [--requests 256] [--clients 1 8 32 128]
                                 [--items-per-request 1] [--rounds 3] [--max-seconds 90] [--queue-limit 32]
+                                [--variant KEY=VALUE ...]
 
 A scalar RM on `--backbone` (random head: speed does not depend on the weights) is saved and
 served by two subprocesses, one with dynamic batching and one without (`batching=false`: each
@@ -18,11 +19,16 @@ Baseline, in the same run: in-process `rm.score` on all the inputs in one call (
 batching, length-sorted over every input), as items/s. Two more in-process references: the same
 call in forward passes of the server's size (`score(max_tokens=, max_padding=)` as the server
 calls it; /info gives the size), which isolates what HTTP and coalescing cost, and `rm.score` on
-one input at a time, which is what a server without batching can reach at best. Their quotient,
-batched over one at a time in-process, bounds the speedup any server can get from batching on
-this hardware. This machine's speed drifts, so each case runs `--rounds` times, each round
-measuring the in-process rates, the batching server and the server without batching back to
-back; a ratio is taken within a round and the median (and range) over rounds is reported. Memory: the batching server's peak resident memory above its level after
+one input at a time, the model's own speed without batching. Their quotient, batched over one at
+a time in-process, is what batching gains the model itself on this hardware, before any HTTP: a
+server's speedup over its unbatched twin can exceed it only by the overhead per request that the
+unbatched server pays more often. This machine's speed drifts, so each case runs `--rounds`
+times, each round measuring the in-process rates, the batching server and the server without
+batching back to back; a ratio is taken within a round and the median (and range) over rounds is
+reported. `--variant KEY=VALUE...` adds a third server, the batching one with other settings, to
+the same rounds, for a paired comparison of settings.
+
+Memory: the batching server's peak resident memory above its level after
 warm-up (sampled every 5 ms), at each concurrency, and a third server's with the most clients
 against a queue limit of `--queue-limit` inputs, whose clients retry a refused request (503)
 after 100 ms: the peak stays bounded however many clients wait.
@@ -62,6 +68,9 @@ def parser():
     p.add_argument("--rounds", type=int, default=3, help="interleaved measurements per case; medians reported")
     p.add_argument("--server-threads", type=int, default=None,
                    help="the servers' torch threads (serve `threads=`); default: torch's, one per core")
+    p.add_argument("--variant", nargs="+", metavar="KEY=VALUE", default=None,
+                   help="also measure, in the same rounds, a batching server with these settings (e.g. "
+                        "forward_max_tokens=4096), against in-process and against the default batching server")
     return p
 
 
@@ -230,39 +239,53 @@ def spread(values: list[float]) -> str:
 def measure_clients(args, rm, prompts, responses, bodies, servers, bases, clients, passes, baseline) -> list[Row]:
     """Rounds at `clients` concurrent clients: in-process rates, then each server, back to back."""
     k = args.items_per_request
-    rates = {True: [], False: []}
-    ratios, like_for_like, speedups, ceilings, latencies, peaks, calls, busy = [], [], [], [], [], [], [], []
+    rates = {name: [] for name in servers}
+    ratios, like_for_like, speedups, ceilings, against = [], [], [], [], []
+    latencies, variant_latencies, peaks, calls, busy = [], [], [], [], []
     for _ in range(args.rounds):  # interleaved, so that drift in this machine's speed hits all alike
         local = in_process_rate(rm, prompts, responses)
         same_passes = in_process_rate(rm, prompts, responses, **passes)
         alone = one_at_a_time_rate(rm, prompts, responses)
         baseline.append(local)
-        for batching, server in servers.items():
+        for name, server in servers.items():
             before = server.stats()
-            with PeakOf(server.ps, bases[batching]) as peak:
+            with PeakOf(server.ps, bases[name]) as peak:
                 result = asyncio.run(drive(server.url, bodies, clients, args.max_seconds))
-            rates[batching].append(len(result["latencies"]) / result["seconds"])
-            if batching:
+            rates[name].append(len(result["latencies"]) / result["seconds"])
+            if name == "variant":
+                variant_latencies += result["latencies"]
+            if name == "batching":
                 after = server.stats()
                 latencies += result["latencies"]
                 peaks.append(peak.mib)
                 calls.append(after["batches"] - before["batches"])
                 busy.append((after["busy_seconds"] - before["busy_seconds"]) / result["seconds"])
-        ratios.append(rates[True][-1] * k / local)
-        like_for_like.append(rates[True][-1] * k / same_passes)
-        speedups.append(rates[True][-1] / rates[False][-1])
+        ratios.append(rates["batching"][-1] * k / local)
+        like_for_like.append(rates["batching"][-1] * k / same_passes)
+        speedups.append(rates["batching"][-1] / rates["no batching"][-1])
         ceilings.append(local / alone)
+        if "variant" in servers:
+            against.append((rates["variant"][-1] * k / local, rates["variant"][-1] / rates["batching"][-1]))
     latencies.sort()
-    rows = [Row("serve_load", f"batching, {clients} clients", len(bodies) / statistics.median(rates[True]),
-                f"{statistics.median(rates[True]):.1f} responses/s", f"{spread(ratios)} in-process",
+    variant_latencies.sort()
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    rows = [Row("serve_load", f"batching, {clients} clients", len(bodies) / median["batching"],
+                f"{median['batching']:.1f} responses/s", f"{spread(ratios)} in-process",
                 note=f"{spread(like_for_like)} in-process in the server's passes; p50 "
                      f"{percentile(latencies, 0.5) * 1e3:.0f} ms, p99 {percentile(latencies, 0.99) * 1e3:.0f} ms; "
                      f"peak server RSS +{max(peaks):.0f} MiB; {statistics.median(calls):.0f} score calls, model busy "
                      f"{statistics.median(busy):.0%} of the time"),
-            Row("serve_load", f"no batching, {clients} clients", len(bodies) / statistics.median(rates[False]),
-                f"{statistics.median(rates[False]):.1f} responses/s", f"batching {spread(speedups)} this",
+            Row("serve_load", f"no batching, {clients} clients", len(bodies) / median["no batching"],
+                f"{median['no batching']:.1f} responses/s", f"batching {spread(speedups)} this",
                 note=f"in-process, batched over one at a time: {spread(ceilings)}")]
-    print("  " + rows[0].line() + "\n  " + rows[1].line(), flush=True)
+    if "variant" in servers:
+        rows.append(Row("serve_load", f"batching with {' '.join(args.variant)}, {clients} clients",
+                        len(bodies) / median["variant"], f"{median['variant']:.1f} responses/s",
+                        f"{spread([a for a, _ in against])} in-process",
+                        note=f"{spread([b for _, b in against])} the batching server; p50 "
+                             f"{percentile(variant_latencies, 0.5) * 1e3:.0f} ms, p99 "
+                             f"{percentile(variant_latencies, 0.99) * 1e3:.0f} ms"))
+    print("\n".join("  " + row.line() for row in rows), flush=True)
     return rows
 
 
@@ -279,14 +302,17 @@ def run(args) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = rm.save_pretrained(Path(tmp) / "rm")
         threads = {} if args.server_threads is None else {"threads": args.server_threads}
-        servers = {batching: ServerProcess(checkpoint, batching=str(batching).lower(),
-                                           max_wait_ms=args.max_wait_ms, **threads) for batching in (True, False)}
+        servers = {"batching": ServerProcess(checkpoint, max_wait_ms=args.max_wait_ms, **threads),
+                   "no batching": ServerProcess(checkpoint, batching="false", max_wait_ms=args.max_wait_ms, **threads)}
+        if args.variant:  # a third server, the batching one with other settings, in the same rounds
+            settings = dict(setting.split("=", 1) for setting in args.variant)
+            servers["variant"] = ServerProcess(checkpoint, **{"max_wait_ms": args.max_wait_ms, **threads, **settings})
         try:
             bases = {}
-            for batching, server in servers.items():
+            for name, server in servers.items():
                 asyncio.run(drive(server.url, bodies[:16], 4, args.max_seconds))  # warm up
-                bases[batching] = server.ps.memory_info().rss
-            limits = servers[True].info()["limits"]  # how the server cuts a call into forward passes
+                bases[name] = server.ps.memory_info().rss
+            limits = servers["batching"].info()["limits"]  # how the server cuts a call into forward passes
             passes = {"max_tokens": limits["forward_max_tokens"], "max_padding": limits["max_padding"]}
             for clients in args.clients:
                 rows += measure_clients(args, rm, prompts, responses, bodies, servers, bases, clients, passes,
