@@ -5,8 +5,10 @@ waits up to `max_wait_ms` (counted as below) for others that can share its call 
 columns and call options, and a model whose rewards do not depend on the rest of the call), adds
 them in arrival order while the batch stays within `max_batch_tokens`, and hands the batch to a
 single worker thread, so the event loop stays free for /health and for new requests while the
-model runs. Jobs that arrive during a call are the next batch. Each job's slice of the output goes
-back to its caller, in its own order.
+model runs. Jobs that arrive during a call are the next batch. The worker scores a batch in
+forward passes (whole requests, shortest first, `pass_tokens` padded tokens at most) and each
+pass's jobs are answered as soon as it ends, so their callers can send their next requests while
+the rest is scored. Each job's slice of the output goes back to its caller, in its own order.
 
 A lone client does not pay the wait: the oldest job waits only while other requests are being
 checked on their way in, or when the last batch held several jobs (a sign of concurrent callers).
@@ -30,6 +32,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Hashable
 
 from nexus.batching import token_budget_batches
@@ -235,8 +238,8 @@ class Batcher:
             accepted_at_start, self._accepted_by_first_delivery = self.counts["accepted"], None
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._executor, self._run, batch,
-                                           lambda job, ok, value: loop.call_soon_threadsafe(self._deliver, job, ok, value))
+                await loop.run_in_executor(self._executor, self._run, batch, partial(loop.call_soon_threadsafe,
+                                                                                     self._deliver))
             except Exception as err:  # a fault in the batching itself: fail the jobs left, keep serving
                 log.exception("scoring a batch of %d requests failed", len(batch))
                 for job in batch:
@@ -246,7 +249,8 @@ class Batcher:
                 self.running_items -= items
             # The next call expects this call's callers back, and the requests that came from others
             # while it ran before its first answers went out (later ones may be its callers' next).
-            arrived = (self._accepted_by_first_delivery or self.counts["accepted"]) - accepted_at_start
+            first_answer = self._accepted_by_first_delivery
+            arrived = (self.counts["accepted"] if first_answer is None else first_answer) - accepted_at_start
             self._expected = len(batch) + arrived
             self._delivered_at = time.monotonic()
 

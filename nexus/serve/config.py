@@ -33,8 +33,8 @@ class ServeConfig:
             (`score`'s `max_tokens` and `max_padding`): rows x longest row <= forward_max_tokens,
             and at most that fraction of a pass padding, since requests of mixed lengths would
             otherwise pad most rows to the longest. The requests of a pass are answered as soon
-            as it ends. "auto": 1024 tokens on a CPU (passes whose activations stay in cache run
-            faster there) and 4096 on an accelerator. None: the model's own batching, one answer
+            as it ends. "auto": 1024 tokens on a CPU (smaller passes ran `score` faster in-process
+            there) and 4096 on an accelerator. None: the model's own batching, one answer
             time for the whole call.
         max_queue_items: most inputs waiting to be scored; a request that would exceed it gets 503
             with Retry-After instead of growing memory without bound.
