@@ -289,10 +289,7 @@ class Batcher:
         each pass ends, so that its callers can send their next requests while the rest is scored.
         A failed shared call is retried job by job, so that a request the model cannot score fails
         alone."""
-        live = [job for job in batch if job.state != "cancelled"]
-        for job in batch:
-            if job.state == "cancelled":
-                deliver(job, False, CallerGone())
+        live = [job for job in batch if job.state != "cancelled"]  # a cancelled job's caller has its answer
         for jobs in self._passes(live):
             for job, (ok, value) in zip(jobs, self._run_shared(jobs)):
                 deliver(job, ok, value)
