@@ -10,13 +10,15 @@ __version__ = "0.1.0"
 
 
 def load(path: str | os.PathLike, device: str = "cpu", *, revision: str | None = None, dtype: str | None = None,
-         trust_remote_code: bool = False) -> RewardModel:
+         trust_remote_code: bool = False, prompt_format: str = "chat") -> RewardModel:
     """Load a reward model from a local directory or a hub id (the HF cache, `HF_HUB_OFFLINE`):
 
     - a nexus checkpoint (`save_pretrained`), dispatched on config.json's "model_type";
     - a transformers `AutoModelForSequenceClassification` checkpoint (the common RM format): one
       output gives a scalar RM, several a multi-objective RM (`nexus.interop`). `dtype` ("bf16",
-      ...) and `trust_remote_code` apply to these; nexus checkpoints keep their saved dtype.
+      ...), `trust_remote_code` and `prompt_format` apply to these (`prompt_format="raw"`: string
+      prompts are already the model's text, as TRL's standard data is `prompt + response`); nexus
+      checkpoints keep their saved dtype and text format.
     """
     from nexus.validation import read_json_object
     from nexus.interop import is_sequence_classifier, load_hf_reward_model
@@ -28,7 +30,7 @@ def load(path: str | os.PathLike, device: str = "cpu", *, revision: str | None =
     if directory is None:
         raise FileNotFoundError(f"checkpoint directory {path} does not exist (and it is not a hub id)")
     if (directory / "config.json").is_file() and is_sequence_classifier(read_json_object(directory / "config.json")):
-        return load_hf_reward_model(directory, str(path), dtype, trust_remote_code).to(device)
+        return load_hf_reward_model(directory, str(path), dtype, trust_remote_code, prompt_format).to(device)
     config = read_config(directory)
     return get_model_class(config["model_type"]).from_pretrained(directory, device=device)
 

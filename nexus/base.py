@@ -432,12 +432,12 @@ class RewardModel(nn.Module, ABC):
         checkpoint.remove_leftovers(target, type(self))
         return path
 
-    def export_hf(self, path: str | os.PathLike, *, drop_bias: bool = False) -> Path:
+    def export_hf(self, path: str | os.PathLike) -> Path:
         """Write this RM as a transformers `AutoModelForSequenceClassification` checkpoint, the format
         TRL, OpenRLHF and RewardBench load (`nexus.interop.export_hf`: which families can, and why)."""
         from nexus.interop import export_hf
 
-        return export_hf(self, path, drop_bias=drop_bias)
+        return export_hf(self, path)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "RewardModel":

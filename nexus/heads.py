@@ -31,6 +31,13 @@ class ScalarHead(nn.Module):
         return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
+def zero_linear_bias(layer: nn.Linear) -> None:
+    """Start a linear reward layer at bias 0. Pairwise losses read reward differences, so they never
+    move it; at 0 the rewards are those of a sequence classifier whose score layer has no bias (the
+    decoders' layout in transformers), so the RM exports exactly."""
+    nn.init.zeros_(layer.bias)
+
+
 class MultiObjectiveHead(nn.Module):
     """'b d' -> 'b o': one reward per named objective (helpfulness, harmlessness, ...).
 

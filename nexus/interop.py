@@ -3,13 +3,18 @@
 Import: `nexus.load(dir_or_hub_id)` on a sequence-classification checkpoint (TRL's, OpenRLHF's and
 RewardBench's RM format) returns a nexus RM on the same weights: one output -> a scalar RM whose
 reward is the checkpoint's logit, several -> a multi-objective RM with one objective per label.
-The text is the backbone's (`Backbone.format`: the tokenizer's chat template, else prompt, blank
-line, response), as the checkpoint's own classifier would read it:
+The text is the backbone's (`Backbone.token_ids`): a conversation exactly as the model card's
+`tokenizer.apply_chat_template(conversation, tokenize=True)` builds it, plain text (or, with
+`prompt_format="raw"`, TRL's standard `prompt + response`) plus eos without a template:
 
 - decoders are pooled at the last token, as transformers pools at the last token that is not
-  pad; where the pad token is the eos token no eos is appended (else transformers would skip it);
-- BERT-style encoders read `[CLS] prompt [SEP] response [SEP]` through their pooler (`tanh(W h_[CLS])`),
-  then the classifier. Other classifier heads (RoBERTa's, DeBERTa's) are refused by name.
+  pad; where the pad token is the eos token a trailing eos is dropped (transformers skips it);
+- BERT-style encoders read `tokenizer(prompt, response)` (`[CLS] prompt [SEP] response [SEP]`,
+  with its token types) through their pooler (`tanh(W h_[CLS])`), then the classifier. Other
+  classifier heads (RoBERTa's, DeBERTa's) are refused by name.
+
+Export writes the same layout back, so that TRL, RewardBench, OpenRLHF and plain transformers,
+each building the text by its own convention, compute `rm.score`'s rewards (see `export_hf`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from torch import nn
 SEQ_CLS_SUFFIX = "ForSequenceClassification"
 # The classifier layer of each supported head layout, and whether the body's pooler feeds it.
 HEADS = {"score": False, "classifier": True}
+# The pad token an export adds when the RM's tokenizer pads with its eos (or has no pad token).
+EXPORT_PAD_TOKEN = "<|pad|>"
+# The final norms of decoder bodies (GPT-2's `ln_f`, Llama's `norm`, ...), where a head bias can fold in.
+FINAL_NORMS = ("ln_f", "norm", "final_layernorm", "final_layer_norm")
 
 
 def is_sequence_classifier(config: dict) -> bool:
@@ -44,8 +53,11 @@ def _classifier(model) -> tuple[nn.Linear, bool]:
                      "pooled feature (supported: decoders' `score`, BERT's pooler + `classifier`)")
 
 
-def load_hf_reward_model(directory: Path, source: str, dtype=None, trust_remote_code: bool = False):
-    """A nexus RM on the weights of the sequence classifier in `directory` (see the module docs)."""
+def load_hf_reward_model(directory: Path, source: str, dtype=None, trust_remote_code: bool = False,
+                         prompt_format: str = "chat"):
+    """A nexus RM on the weights of the sequence classifier in `directory` (see the module docs).
+    A reward bias recorded by `export_hf` (`nexus_reward_bias`, where the score layer has none) is
+    added back, so a round trip scores as the exported RM did."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from nexus.backbones import Backbone, dtype_kwargs
@@ -60,7 +72,7 @@ def load_hf_reward_model(directory: Path, source: str, dtype=None, trust_remote_
     layer, pooled = _classifier(model)
     pad_is_eos = tokenizer.pad_token_id is not None and tokenizer.pad_token_id == tokenizer.eos_token_id
     backbone = Backbone(model.base_model, tokenizer, source=source, pooling="pooler" if pooled else "last",
-                        append_eos=not pad_is_eos)
+                        append_eos=not pad_is_eos, prompt_format=prompt_format)
     labels = [str(model.config.id2label.get(i, f"label_{i}")) for i in range(layer.out_features)]
     if layer.out_features == 1:
         from nexus.models.scalar import ScalarRewardModel
@@ -72,9 +84,12 @@ def load_hf_reward_model(directory: Path, source: str, dtype=None, trust_remote_
 
         rm = MultiObjectiveRewardModel(backbone, objectives=labels, head_hidden=0, dropout=0.0)
         target = rm.head.net.net
+    recorded = getattr(model.config, "nexus_reward_bias", None)
     with torch.no_grad():
         target.weight.copy_(layer.weight.float())
         target.bias.copy_(layer.bias.float() if layer.bias is not None else torch.zeros_like(target.bias))
+        if recorded is not None:
+            target.bias.add_(torch.tensor(recorded, dtype=torch.float32).reshape(target.bias.shape))
     return rm.eval()
 
 
@@ -108,22 +123,29 @@ def _check_exportable(rm) -> tuple[nn.Linear, list[str]]:
     if backbone.is_encoder and backbone.pooling != "pooler" or not backbone.is_encoder and backbone.pooling != "last":
         raise ValueError(f"pooling={backbone.pooling!r}: a sequence classifier reads a decoder's last token or an "
                          "encoder's pooler ('pooler'); train with that pooling to export")
-    tokenizer = backbone.tokenizer
-    if not backbone.is_encoder and backbone.append_eos and tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("the tokenizer's pad token is its eos token, which ends every input: transformers pools at "
-                         "the last token that is not pad, so it would read another token; give the tokenizer its "
-                         "own pad token before training to export")
+    if backbone.prompt_format != "chat":
+        raise ValueError(f"prompt_format={backbone.prompt_format!r}: a sequence classifier's consumers (TRL, RewardBench, "
+                         "plain transformers) render conversations with the chat template; export an RM that reads them so")
     return layer, labels
 
 
-def export_hf(rm, path, *, drop_bias: bool = False) -> Path:
+def export_hf(rm, path) -> Path:
     """Write `rm` as an `AutoModelForSequenceClassification` checkpoint (safetensors, its tokenizer,
-    no custom code) whose logits on the text `rm.backbone.token_ids` reads are `rm.score`'s raw
-    rewards (no normaliser): a decoder pooled at its last token, or an encoder through its pooler.
-    LoRA adapters are merged. Decoders' `score` layer has no bias: an RM whose head bias is not 0
-    is refused unless `drop_bias`, which exports logits = reward - bias (a constant shift that
-    Bradley-Terry preferences and best-of-N choices do not see; config.json records it as
-    `nexus_reward_bias`). `path` must be new or an empty folder; it is written whole, then renamed.
+    no custom code) whose logits are `rm.score`'s raw rewards (no normaliser) on the text each
+    consumer builds: `apply_chat_template(conversation, tokenize=True)` (the model card's usage,
+    TRL's GRPO/RLOO reward models, RewardBench), or `tokenizer(prompt, response)` for an encoder.
+    A decoder pooled at its last token, or an encoder through its pooler; LoRA adapters are merged.
+
+    - A tokenizer whose pad token is its eos (or has none) gets its own pad token
+      (`EXPORT_PAD_TOKEN`, one embedding row added, never attended): transformers pools at the
+      last token that is not pad, which would otherwise skip an eos that ends the input.
+    - Decoders' `score` layer has no bias. A head bias is folded into the final norm's bias where
+      it has one (GPT-2's `ln_f`: beta += pinv(W) b, exact); otherwise (RMSNorm bodies) the logits
+      are the reward minus that constant, which preferences, accuracy and best-of-N do not see:
+      a warning says so, config.json records it as `nexus_reward_bias`, and `nexus.load` adds it
+      back. RMs trained with `head_hidden=0` start with a zero bias, which pairwise losses keep.
+
+    `path` must be new or an empty folder; it is written whole, then renamed.
     """
     import copy
     import os
@@ -131,10 +153,11 @@ def export_hf(rm, path, *, drop_bias: bool = False) -> Path:
     from transformers import AutoModelForSequenceClassification
 
     layer, labels = _check_exportable(rm)
-    backbone, tokenizer = rm.backbone, rm.backbone.tokenizer
+    backbone = rm.backbone
     target = Path(os.path.abspath(path))
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise FileExistsError(f"{target} exists and is not an empty folder; export writes a new one")
+    tokenizer = _export_tokenizer(backbone)
     body = copy.deepcopy(backbone.model)
     if hasattr(body, "merge_and_unload"):  # LoRA: fold the adapters into the weights
         body = body.merge_and_unload()
@@ -143,25 +166,56 @@ def export_hf(rm, path, *, drop_bias: bool = False) -> Path:
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {name: i for i, name in enumerate(labels)}
-    config.pad_token_id = tokenizer.pad_token_id
     config.architectures = None
     seq = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False).to(backbone.dtype)
     seq.base_model.load_state_dict(body.state_dict())
+    if len(tokenizer) > seq.get_input_embeddings().num_embeddings:
+        seq.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    seq.config.pad_token_id = tokenizer.pad_token_id
     out, _ = _classifier(seq)
     bias = layer.bias.detach().float() if layer.bias is not None else torch.zeros(len(labels))
-    if out.bias is None and bias.abs().max() > 0:
-        if not drop_bias:
-            raise ValueError(f"{type(seq).__name__}'s score layer has no bias, and this RM's head bias is "
-                             f"{bias.tolist()}: its logits would be the reward minus that constant. Pass "
-                             "drop_bias=True to export anyway (Bradley-Terry preferences and best-of-N do not see it)")
-        seq.config.nexus_reward_bias = bias.tolist() if len(labels) > 1 else float(bias[0])
     with torch.no_grad():
         out.weight.copy_(layer.weight.to(out.weight.dtype))
         if out.bias is not None:
             out.bias.copy_(bias.to(out.bias.dtype))
+        elif bias.abs().max() > 0 and not _fold_bias(seq.base_model, layer.weight.detach().float(), bias):
+            import warnings
+
+            seq.config.nexus_reward_bias = bias.tolist() if len(labels) > 1 else float(bias[0])
+            warnings.warn(f"{type(seq).__name__}'s score layer has no bias and its final norm none to fold the head "
+                          f"bias {bias.tolist()} into: its logits are the reward minus that constant (preferences, "
+                          "accuracy and best-of-N choices do not see it); config.json records it as "
+                          "nexus_reward_bias, which nexus.load adds back", stacklevel=3)
     _write_whole(target, lambda folder: (seq.save_pretrained(folder, safe_serialization=True),
                                          tokenizer.save_pretrained(folder)))
     return target
+
+
+def _export_tokenizer(backbone):
+    """The tokenizer to export: the backbone's, or a copy with its own pad token where the backbone
+    pads with eos (or has no pad token), so that transformers' last-non-pad pooling reads the eos."""
+    import copy
+
+    tokenizer = backbone.tokenizer
+    if backbone.is_encoder or (tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id):
+        return tokenizer
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.add_special_tokens({"pad_token": EXPORT_PAD_TOKEN})
+    return tokenizer
+
+
+def _fold_bias(body, weight, bias) -> bool:
+    """Fold the head bias 'o' into the bias of the body's final norm, so that W (h + delta) = W h + b
+    with delta = pinv(W) b; False where the norm has no bias (RMSNorm) or W cannot reach b."""
+    norm = next((getattr(body, n) for n in FINAL_NORMS if isinstance(getattr(body, n, None), nn.Module)), None)
+    beta = getattr(norm, "bias", None)
+    if not isinstance(beta, nn.Parameter):
+        return False
+    delta = torch.linalg.pinv(weight) @ bias
+    if not torch.allclose(weight @ delta, bias, atol=1e-6, rtol=1e-5):
+        return False
+    beta.add_(delta.to(beta.dtype))
+    return True
 
 
 def _write_whole(target: Path, write) -> None:

@@ -155,17 +155,39 @@ def test_export_refuses_what_one_linear_layer_cannot_represent(tmp_path):
         ScalarRewardModel(load_backbone("tiny-llama", lm_logprobs=True), head_hidden=0).export_hf(tmp_path / "c")
     with pytest.raises(ValueError, match="pooling='mean'.*'pooler'"):
         ScalarRewardModel(load_backbone("tiny-bert"), head_hidden=0).export_hf(tmp_path / "d")
-    rm = ScalarRewardModel(load_backbone("tiny-gpt2"), head_hidden=0, dropout=0.0).eval()
-    with torch.no_grad():
-        rm.head.net.bias.fill_(0.5)
-    with pytest.raises(ValueError, match=r"score layer has no bias.*\[0\.5\].*drop_bias=True"):
-        rm.export_hf(tmp_path / "e")
-    assert not (tmp_path / "e").exists()
-    rm.export_hf(tmp_path / "e", drop_bias=True)
-    logits = plain_transformers_logits(tmp_path / "e", rm.backbone.token_ids(PROMPTS, RESPONSES))
-    torch.testing.assert_close(logits[:, 0] + 0.5, rm.score(PROMPTS, RESPONSES).rewards, atol=1e-5, rtol=0)
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / "mine.txt").write_text("not the RM's")
     with pytest.raises(FileExistsError, match="not an empty folder"):
-        rm.export_hf(tmp_path / "kept", drop_bias=True)
+        ScalarRewardModel(load_backbone("tiny-gpt2"), head_hidden=0).export_hf(tmp_path / "kept")
     assert (tmp_path / "kept" / "mine.txt").read_text() == "not the RM's"
+
+
+def test_a_new_linear_head_starts_at_bias_zero_so_it_exports_exactly():
+    from nexus.backbones import load_backbone
+
+    assert ScalarRewardModel(load_backbone("tiny-llama"), head_hidden=0).head.net.bias.abs().max() == 0
+    multi = MultiObjectiveRewardModel(load_backbone("tiny-llama"), objectives=["a", "b"], head_hidden=0)
+    assert multi.head.net.net.bias.abs().max() == 0
+
+
+def test_a_head_bias_folds_into_a_layernorm_bias_and_is_recorded_where_it_cannot(tmp_path):
+    """GPT-2's final LayerNorm has a bias, so the head bias folds in and the export's logits are the
+    rewards; Llama's RMSNorm has none, so the logits are shifted by it, and nexus.load adds it back."""
+    from nexus.backbones import load_backbone
+
+    for name, folds in (("tiny-gpt2", True), ("tiny-llama", False)):
+        torch.manual_seed(0)
+        rm = ScalarRewardModel(load_backbone(name), head_hidden=0, dropout=0.0).eval()
+        with torch.no_grad():
+            rm.head.net.weight.normal_(0.0, 0.2)
+            rm.head.net.bias.fill_(0.5)
+        rewards = rm.score(PROMPTS, RESPONSES).rewards
+        if folds:
+            rm.export_hf(tmp_path / name)
+        else:
+            with pytest.warns(UserWarning, match=r"no bias.*\[0\.5\].*nexus_reward_bias"):
+                rm.export_hf(tmp_path / name)
+        logits = plain_transformers_logits(tmp_path / name, rm.backbone.token_ids(PROMPTS, RESPONSES))[:, 0]
+        torch.testing.assert_close(logits if folds else logits + 0.5, rewards, atol=1e-5, rtol=0)
+        torch.testing.assert_close(nexus.load(tmp_path / name).score(PROMPTS, RESPONSES).rewards, rewards,
+                                   atol=1e-5, rtol=0)

@@ -59,7 +59,7 @@ def load_backbone(
     name_or_path: str, *, seed: int = 0, pooling: str | None = None, max_length: int | None = None,
     padding_side: str = "right", lora: LoraSpec | dict | None = None, trust_remote_code: bool = False,
     lm_head: bool = False, lm_logprobs: bool = False, revision: str | None = None, dtype: str | None = None,
-    logprob_scope: str = "response",
+    logprob_scope: str = "response", prompt_format: str = "chat",
 ) -> Backbone:
     """Load a backbone by built-in name, local HF directory or hub id.
 
@@ -79,6 +79,9 @@ def load_backbone(
             features (see `Backbone`); loads the head whatever `lm_head` says.
         logprob_scope: "response": those features score the response's tokens given the prompt;
             "input": every token after the first, prompt included.
+        prompt_format: "chat": a string prompt and response are read as a conversation through the
+            tokenizer's chat template (plain text where it has none); "raw": a string prompt is
+            already the model's text and the response is concatenated to it (`Backbone.token_ids`).
     """
     lm_head = lm_head or lm_logprobs
     if isinstance(lora, Mapping):  # a dict, or the DictConfig Hydra passes: plain values for peft
@@ -100,7 +103,8 @@ def load_backbone(
         model = auto_class.from_pretrained(directory, config=config, **dtype_kwargs(dtype), **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     return Backbone(model, tokenizer, source=name_or_path, pooling=pooling, max_length=max_length,
-                    padding_side=padding_side, lora=lora, lm_logprobs=lm_logprobs, logprob_scope=logprob_scope)
+                    padding_side=padding_side, lora=lora, lm_logprobs=lm_logprobs, logprob_scope=logprob_scope,
+                    prompt_format=prompt_format)
 
 
 def dtype_kwargs(dtype) -> dict:

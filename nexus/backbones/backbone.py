@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from nexus.backbones.hub import dtype_name, torch_dtype
-from nexus.conversation import messages, plain_text
+from nexus.conversation import is_conversation, messages, plain_text
 from nexus.backbones.logprobs import (find_marker, grouped_logprob_summary, marker_position, running_logprob_stats,
                                       token_logprob_stats)
 from nexus.backbones.lora import LoraSpec, apply_lora
@@ -38,6 +38,11 @@ DEFAULT_MAX_LENGTH = 2048
 # The character pre-cut (`Backbone.clip_text`) keeps max_length x this many characters (or x the
 # longest vocabulary entry, if shorter) before it tokenises; more only makes it keep more text.
 MAX_CHARS_PER_TOKEN = 32
+# How a decoder reads a string prompt: "chat" renders (prompt, response) as a conversation through the
+# tokenizer's chat template (`PLAIN_TEMPLATE` where it has none); "raw" takes the prompt as text that
+# is already rendered (a templated query, TRL's standard data) and concatenates the response to it.
+# Conversations always go through the chat template.
+PROMPT_FORMATS = ("chat", "raw")
 # What the log-likelihood features read: "response" (its tokens given the prompt) or "input" (every
 # token after the first, prompt included, as checkpoints saved before the choice existed do).
 LOGPROB_SCOPES = ("response", "input")
@@ -54,12 +59,21 @@ def is_encoder_config(config) -> bool:
     return config.model_type in ENCODER_TYPES
 
 
+class RenderedText(str):
+    """A prompt that is already the model's text (a chat template's rendering, as OpenRLHF and
+    verl send it): a backbone concatenates the response to it as given, whatever its
+    `prompt_format` (`Backbone.token_ids`)."""
+
+    __slots__ = ()
+
+
 class Backbone(nn.Module):
     """A transformer body that turns (prompt, response) pairs into pooled features 'b d'.
 
-    Decoders read `chat_template(prompt, response)` (or `PLAIN_TEMPLATE` where the
-    tokenizer has none) followed by eos and are pooled at the last non-pad token;
-    encoders read the pair as `[CLS] prompt [SEP] response [SEP]` and are mean-pooled.
+    The text each input becomes is `token_ids`'s rule (the ecosystem's conventions: the model
+    card's `apply_chat_template`, TRL's standard data, the tokenizer's pair encoding). Decoders
+    are pooled at the last non-pad token; encoders are mean-pooled (or read through their pooler),
+    with the token types their tokenizer gives the pair.
     Over-long inputs are cut from the left, so the end of the response is kept, and
     a warning reports how many were cut. A decoder loaded with its LM head
     (`has_lm_head`: `AutoModelForCausalLM`) can serve a judge's next-token readout; with
@@ -72,8 +86,12 @@ class Backbone(nn.Module):
     def __init__(self, model, tokenizer, *, source: str, pooling: str | None = None,
                  max_length: int | None = None, padding_side: str = "right",
                  lora: LoraSpec | None = None, lm_logprobs: bool = False, append_eos: bool = True,
-                 logprob_scope: str = "response"):
+                 logprob_scope: str = "response", prompt_format: str = "chat"):
         super().__init__()
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"prompt_format={prompt_format!r}: expected one of {PROMPT_FORMATS}")
+        self.prompt_format = prompt_format
+        self._closers: tuple[int, frozenset[int]] | None = None  # (vocab size, special token ids)
         self.is_encoder = is_encoder_config(model.config)
         self.has_lm_head = not self.is_encoder and model.get_output_embeddings() is not None
         if lm_logprobs and not self.has_lm_head:
@@ -87,8 +105,9 @@ class Backbone(nn.Module):
         if self.pooling not in POOLERS and not (self.pooling == "pooler" and getattr(model, "pooler", None)):
             raise ValueError(f"pooling={self.pooling!r}: expected one of {sorted(POOLERS)}, or 'pooler' for a "
                              "model with its own pooler (BERT: tanh(W h_[CLS]), what its sequence classifier reads)")
-        # Decoders read their input followed by eos; an imported sequence classifier whose pad token
-        # is its eos reads none, since transformers pools at the last token that is not pad.
+        # Decoders whose text does not end in a special token get an eos appended; an imported sequence
+        # classifier whose pad token is its eos gets none, since transformers pools at the last token
+        # that is not pad and so never reads it.
         self.append_eos = append_eos
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side={padding_side!r}: expected 'left' or 'right'")
@@ -233,23 +252,96 @@ class Backbone(nn.Module):
         trusted = sum(1 for begin, _ in offsets if begin >= trusted_from)
         return clipped if trusted > self.max_length else text
 
-    def token_ids(self, prompts: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
-        """Token ids per pair, eos-terminated for decoders, not yet truncated or padded.
+    def reads_raw(self, prompt) -> bool:
+        """Whether `prompt` is taken as already-rendered text: a `RenderedText`, or any string prompt
+        with `prompt_format="raw"` (conversations always go through the chat template)."""
+        return isinstance(prompt, RenderedText) or (self.prompt_format == "raw" and isinstance(prompt, str))
+
+    def token_ids(self, prompts: Sequence, responses: Sequence) -> list[list[int]]:
+        """Token ids per pair, not yet truncated or padded: the one rule for the text every family
+        that reads a backbone trains, scores, packs, exports and serves on.
+
+        - A decoder with a chat template reads the conversation (`messages`) exactly as
+          `tokenizer.apply_chat_template(conversation, tokenize=True)` builds it (the model card's
+          usage, TRL's and RewardBench's for conversational data).
+        - A decoder without one reads `PLAIN_TEMPLATE` (prompt, blank line, response) with the
+          tokenizer's own special tokens (what `arith-lm` is trained on).
+        - Already-rendered text (`reads_raw`: a `RenderedText` prompt or `prompt_format="raw"`)
+          is `prompt + response` as given, with the tokenizer's special tokens unless it already
+          starts with bos (TRL's standard data; a templated OpenRLHF or verl query).
+        - Then an eos is appended, unless the text already closes in a special token (trailing
+          whitespace aside): a chat template that ends the assistant turn (`<|im_end|>\\n`,
+          `<|eot_id|>`, `<end_of_turn>\\n`) gets nothing, plain text gets eos as TRL gives it.
+        - An encoder reads the tokenizer's pair encoding, `tokenizer(prompt, response)` (`[CLS] p
+          [SEP] r [SEP]`; conversations as plain text); the token types it returns are rebuilt
+          from the ids at the forward pass (`token_type_ids`).
 
         Over-long texts are first cut by characters (`clip_text`; for encoders the prompt and the
         response each), which leaves the last `max_length` tokens exactly as they would be.
         """
-        if self.is_encoder:  # the pair [CLS] prompt [SEP] response [SEP]; conversations as plain text
+        tok = self.tokenizer
+        if self.is_encoder:
             prompts = [self.clip_text(plain_text(p)) for p in prompts]
             responses = [self.clip_text(plain_text(r)) for r in responses]
-            return self.tokenizer(list(prompts), list(responses), truncation=False)["input_ids"]
-        texts = [self.clip_text(self.format(p, r)) for p, r in zip(prompts, responses)]
-        add_special = not getattr(self.tokenizer, "chat_template", None)
-        ids = self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]
+            return tok(list(prompts), list(responses), truncation=False)["input_ids"]
+        texts, specials = [], []
+        for p, r in zip(prompts, responses):
+            if self.reads_raw(p) and not is_conversation(r):
+                text = p + plain_text(r)
+                specials.append(not (tok.bos_token and text.startswith(tok.bos_token)))
+            else:
+                text = self.format(p, r)
+                specials.append(not getattr(tok, "chat_template", None))
+            texts.append(self.clip_text(text))
+        ids: list[list[int] | None] = [None] * len(texts)
+        for flag in (True, False):  # one tokenizer call per choice of special tokens
+            rows = [i for i, s in enumerate(specials) if s is flag]
+            if rows:
+                for i, seq in zip(rows, tok([texts[i] for i in rows], add_special_tokens=flag)["input_ids"]):
+                    ids[i] = self.closed(seq)
+        return ids
+
+    def _closing_ids(self) -> frozenset[int]:
+        """Ids of every special token (bos, eos, pad and the added special tokens such as a chat
+        template's `<|im_end|>` or `<|eot_id|>`); cached per vocabulary size."""
+        tok = self.tokenizer
+        if self._closers is None or self._closers[0] != len(tok):
+            added = getattr(tok, "added_tokens_decoder", {}) or {}
+            special = set(tok.all_special_ids) | {i for i, t in added.items() if getattr(t, "special", False)}
+            self._closers = (len(tok), frozenset(special))
+        return self._closers[1]
+
+    def closed(self, seq: list[int]) -> list[int]:
+        """`seq`, with eos appended unless its last token that is not whitespace is a special token.
+        With `append_eos` off (an imported classifier whose pad token is its eos) trailing eos are
+        dropped instead: transformers pools at the last token that is not pad, so it never reads them."""
         eos = self.tokenizer.eos_token_id
         if not self.append_eos:
-            return ids
-        return [seq if seq and seq[-1] == eos else [*seq, eos] for seq in ids]
+            end = len(seq)
+            while end > 1 and seq[end - 1] == eos:
+                end -= 1
+            return seq[:end]
+        special, j = self._closing_ids(), len(seq) - 1
+        while j >= 0 and seq[j] not in special and not self.tokenizer.decode([seq[j]]).strip():
+            j -= 1
+        return seq if j >= 0 and seq[j] in special else [*seq, eos]
+
+    @property
+    def uses_token_types(self) -> bool:
+        """Whether the body reads token types: an encoder whose tokenizer returns `token_type_ids`
+        and whose config embeds more than one type (BERT, MiniLM; not RoBERTa or DistilBERT)."""
+        return (self.is_encoder and "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+                and int(getattr(self.hf_config, "type_vocab_size", 0) or 0) > 1)
+
+    def token_type_ids(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
+        """'b n' the pair encoding's token types, rebuilt from the ids: 0 up to and including the
+        first separator (`[CLS] prompt [SEP]`), 1 after it (`response [SEP]`), 0 on padding, as
+        `tokenizer(prompt, response)` returns them; None where the body reads none."""
+        if not self.uses_token_types:
+            return None
+        sep = (input_ids == self.tokenizer.sep_token_id).long()
+        after = (sep.cumsum(-1) - sep) > 0
+        return (after & attention_mask.bool()).long()
 
     def collate(self, ids: list[list[int]], padding_side: str | None = None) -> dict[str, Tensor]:
         """Truncate (from the left, with a warning) and pad to the batch's longest, on `padding_side`
@@ -292,6 +384,9 @@ class Backbone(nn.Module):
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """'b n', 'b n' -> ('b n h' last hidden states, 'b n v' LM logits with `lm_logprobs`, else None)."""
         kwargs = self.position_kwargs(attention_mask)
+        types = self.token_type_ids(input_ids, attention_mask)
+        if types is not None:
+            kwargs["token_type_ids"] = types
         lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         hidden = self._body()(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         return hidden, (lm.get_output_embeddings()(hidden) if self.lm_logprobs else None)
@@ -414,7 +509,7 @@ class Backbone(nn.Module):
             "source": self.source, "pooling": self.pooling, "max_length": self.max_length,
             "padding_side": self.padding_side, "lora": asdict(self.lora) if self.lora else None,
             "lm_head": self.has_lm_head, "lm_logprobs": self.lm_logprobs, "dtype": dtype_name(self.dtype),
-            "append_eos": self.append_eos, "logprob_scope": self.logprob_scope,
+            "append_eos": self.append_eos, "logprob_scope": self.logprob_scope, "prompt_format": self.prompt_format,
         }
 
     def save_architecture(self, directory: Path) -> None:
@@ -442,4 +537,4 @@ class Backbone(nn.Module):
         return cls(model, tokenizer, source=spec["source"], pooling=spec["pooling"],
                    max_length=spec["max_length"], padding_side=spec["padding_side"], lora=lora,
                    lm_logprobs=lm_logprobs, append_eos=spec.get("append_eos", True),
-                   logprob_scope=spec.get("logprob_scope", "input"))
+                   logprob_scope=spec.get("logprob_scope", "input"), prompt_format=spec.get("prompt_format", "chat"))

@@ -25,7 +25,7 @@ from nexus.backbone_model import BackboneRewardModel
 from nexus.base import RewardOutput
 from nexus.data.collators import IGNORE, MultiObjectiveCollator, objective_labels
 from nexus.data.formats import PairwiseExample
-from nexus.heads import MultiObjectiveHead
+from nexus.heads import MultiObjectiveHead, zero_linear_bias
 from nexus.losses import multi_objective_bt_loss
 
 DEFAULT_OBJECTIVES = ("helpfulness", "harmlessness", "honesty")
@@ -109,6 +109,8 @@ class MultiObjectiveRewardModel(BackboneRewardModel):
         self.weights = parse_objective_weights(weights, self.objectives)
         self.backbone, self.head_hidden, self.dropout = backbone, head_hidden, dropout
         self.head = MultiObjectiveHead(backbone.feature_size, len(self.objectives), head_hidden, dropout)
+        if head_hidden == 0:
+            zero_linear_bias(self.head.net.net)
 
     def set_weights(self, weights: Mapping[str, float] | Sequence[float] | None) -> "MultiObjectiveRewardModel":
         """Set the weights `score` uses by default (and `save_pretrained` records)."""

@@ -13,7 +13,7 @@ from nexus.backbone_model import BackboneRewardModel
 from nexus.backbones import Backbone
 from nexus.base import RewardOutput
 from nexus.batching import PromptGroup
-from nexus.heads import ScalarHead
+from nexus.heads import ScalarHead, zero_linear_bias
 
 
 class ScalarRewardModel(BackboneRewardModel):
@@ -31,6 +31,8 @@ class ScalarRewardModel(BackboneRewardModel):
         self.backbone = backbone
         self.head_hidden, self.dropout = head_hidden, dropout
         self.head = ScalarHead(backbone.feature_size, head_hidden, dropout)
+        if head_hidden == 0:
+            zero_linear_bias(self.head.net)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, **packed: Tensor) -> Tensor:
         """'b n', 'b n' -> 'b' rewards; or, given `Backbone.pack`'s rows (`position_ids`, `pool_index`,
