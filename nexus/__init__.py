@@ -10,15 +10,15 @@ __version__ = "0.1.0"
 
 
 def load(path: str | os.PathLike, device: str = "cpu", *, revision: str | None = None, dtype: str | None = None,
-         trust_remote_code: bool = False, prompt_format: str = "chat") -> RewardModel:
+         trust_remote_code: bool = False, prompt_format: str | None = None) -> RewardModel:
     """Load a reward model from a local directory or a hub id (the HF cache, `HF_HUB_OFFLINE`):
 
     - a nexus checkpoint (`save_pretrained`), dispatched on config.json's "model_type";
     - a transformers `AutoModelForSequenceClassification` checkpoint (the common RM format): one
       output gives a scalar RM, several a multi-objective RM (`nexus.interop`). `dtype` ("bf16",
       ...), `trust_remote_code` and `prompt_format` apply to these (`prompt_format="raw"`: string
-      prompts are already the model's text, as TRL's standard data is `prompt + response`); nexus
-      checkpoints keep their saved dtype and text format.
+      prompts are already the model's text, as TRL's standard data is `prompt + response`; None:
+      what `export_hf` recorded, else "chat"); nexus checkpoints keep their saved dtype and format.
     """
     from nexus.validation import read_json_object
     from nexus.interop import is_sequence_classifier, load_hf_reward_model
@@ -35,4 +35,11 @@ def load(path: str | os.PathLike, device: str = "cpu", *, revision: str | None =
     return get_model_class(config["model_type"]).from_pretrained(directory, device=device)
 
 
-__all__ = ["RewardModel", "RewardOutput", "load", "__version__"]
+def remote_reward_func(url: str, **options):
+    """An async TRL reward function scoring on a nexus server at `url` (`nexus.rl.remote_reward_func`)."""
+    from nexus.rl import remote_reward_func as make
+
+    return make(url, **options)
+
+
+__all__ = ["RewardModel", "RewardOutput", "load", "remote_reward_func", "__version__"]

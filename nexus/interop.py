@@ -54,7 +54,7 @@ def _classifier(model) -> tuple[nn.Linear, bool]:
 
 
 def load_hf_reward_model(directory: Path, source: str, dtype=None, trust_remote_code: bool = False,
-                         prompt_format: str = "chat"):
+                         prompt_format: str | None = None):
     """A nexus RM on the weights of the sequence classifier in `directory` (see the module docs).
     A reward bias recorded by `export_hf` (`nexus_reward_bias`, where the score layer has none) is
     added back, so a round trip scores as the exported RM did."""
@@ -70,9 +70,10 @@ def load_hf_reward_model(directory: Path, source: str, dtype=None, trust_remote_
                                                                **dtype_kwargs(torch_dtype(dtype)), **kwargs).eval()
     tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
     layer, pooled = _classifier(model)
-    pad_is_eos = tokenizer.pad_token_id is not None and tokenizer.pad_token_id == tokenizer.eos_token_id
+    if prompt_format is None:  # what an export recorded, else the chat template's rendering
+        prompt_format = getattr(model.config, "nexus_prompt_format", None) or "chat"
     backbone = Backbone(model.base_model, tokenizer, source=source, pooling="pooler" if pooled else "last",
-                        append_eos=not pad_is_eos, prompt_format=prompt_format)
+                        prompt_format=prompt_format)
     labels = [str(model.config.id2label.get(i, f"label_{i}")) for i in range(layer.out_features)]
     if layer.out_features == 1:
         from nexus.models.scalar import ScalarRewardModel
@@ -123,9 +124,6 @@ def _check_exportable(rm) -> tuple[nn.Linear, list[str]]:
     if backbone.is_encoder and backbone.pooling != "pooler" or not backbone.is_encoder and backbone.pooling != "last":
         raise ValueError(f"pooling={backbone.pooling!r}: a sequence classifier reads a decoder's last token or an "
                          "encoder's pooler ('pooler'); train with that pooling to export")
-    if backbone.prompt_format != "chat":
-        raise ValueError(f"prompt_format={backbone.prompt_format!r}: a sequence classifier's consumers (TRL, RewardBench, "
-                         "plain transformers) render conversations with the chat template; export an RM that reads them so")
     return layer, labels
 
 
@@ -136,9 +134,12 @@ def export_hf(rm, path) -> Path:
     TRL's GRPO/RLOO reward models, RewardBench), or `tokenizer(prompt, response)` for an encoder.
     A decoder pooled at its last token, or an encoder through its pooler; LoRA adapters are merged.
 
-    - A tokenizer whose pad token is its eos (or has none) gets its own pad token
-      (`EXPORT_PAD_TOKEN`, one embedding row added, never attended): transformers pools at the
-      last token that is not pad, which would otherwise skip an eos that ends the input.
+    - A tokenizer whose pad token is its eos is exported as it is: the backbone never reads a
+      trailing eos then, exactly as transformers pools. Only a backbone told to read it anyway
+      (`append_eos=True`, as checkpoints of earlier versions were) gets its own pad token in the
+      export (`EXPORT_PAD_TOKEN`, one embedding row added, never attended).
+    - `prompt_format="raw"` (string prompts are rendered text, TRL's standard `prompt + completion`)
+      is recorded as `nexus_prompt_format`, which `nexus.load` reads back.
     - Decoders' `score` layer has no bias. A head bias is folded into the final norm's bias where
       it has one (GPT-2's `ln_f`: beta += pinv(W) b, exact); otherwise (RMSNorm bodies) the logits
       are the reward minus that constant, which preferences, accuracy and best-of-N do not see:
@@ -172,6 +173,8 @@ def export_hf(rm, path) -> Path:
     if len(tokenizer) > seq.get_input_embeddings().num_embeddings:
         seq.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     seq.config.pad_token_id = tokenizer.pad_token_id
+    if backbone.prompt_format != "chat":  # string prompts are rendered text (TRL's standard data): nexus.load reads it
+        seq.config.nexus_prompt_format = backbone.prompt_format
     out, _ = _classifier(seq)
     bias = layer.bias.detach().float() if layer.bias is not None else torch.zeros(len(labels))
     with torch.no_grad():
@@ -193,11 +196,11 @@ def export_hf(rm, path) -> Path:
 
 def _export_tokenizer(backbone):
     """The tokenizer to export: the backbone's, or a copy with its own pad token where the backbone
-    pads with eos (or has no pad token), so that transformers' last-non-pad pooling reads the eos."""
+    pads with eos yet reads a trailing eos, so that transformers' last-non-pad pooling reads it too."""
     import copy
 
     tokenizer = backbone.tokenizer
-    if backbone.is_encoder or (tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id):
+    if backbone.is_encoder or not backbone.append_eos or tokenizer.pad_token_id != tokenizer.eos_token_id:
         return tokenizer
     tokenizer = copy.deepcopy(tokenizer)
     tokenizer.add_special_tokens({"pad_token": EXPORT_PAD_TOKEN})

@@ -78,3 +78,60 @@ def reward_func(rm: "RewardModel", columns: Mapping[str, str] | None = None, *, 
 
     func.__name__ = func.__qualname__ = name or f"nexus_{rm.model_type}"
     return func
+
+
+def _jsonable(item: Any) -> Any:
+    """A checked prompt or completion as JSON can carry it (messages as a list of dicts)."""
+    return item if isinstance(item, str) else [dict(m) for m in item]
+
+
+def remote_reward_func(url: str, *, api_key: str | None = None, name: str = "nexus_remote",
+                       normalize: bool = True, columns: Mapping[str, str] | None = None, timeout_s: float = 300.0):
+    """An async TRL reward function that scores on a remote nexus server (`python -m nexus.serve`).
+
+    TRL (0.27 and later) awaits coroutine reward functions concurrently, calling them exactly as
+    the others: `await func(prompts=..., completions=..., completion_ids=..., trainer_state=...,
+    **columns)`. Prompts and completions (strings or chat messages, as TRL passes them) are posted
+    to the server's `/score` unchanged, so the server's backbone renders conversations with its
+    chat template, as `rm.score` does in-process. The HTTP call runs in a worker thread (only the
+    standard library: no client package is needed), so the trainer's event loop is never blocked.
+
+    Args:
+        url: the server's base URL, e.g. "http://rm-host:5000".
+        api_key: sent as `Authorization: Bearer <key>` where the server requires one.
+        name: the function's `__name__` (TRL logs `rewards/<name>`).
+        normalize: apply the served model's normaliser, if it has one.
+        columns: `score` keyword -> dataset column, as for `reward_func`.
+        timeout_s: per request.
+    """
+    import asyncio
+    import json
+    import urllib.error
+    import urllib.request
+
+    endpoint, columns = url.rstrip("/") + "/score", dict(columns or {})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+
+    def post(body: dict) -> list[float]:
+        request = urllib.request.Request(endpoint, data=json.dumps(body).encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                payload = json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")
+            raise ValueError(f"reward server {endpoint} answered {err.code}: {detail}") from None
+        return [float("nan") if r is None else float(r) for r in payload["rewards"]]
+
+    async def func(prompts: Sequence, completions: Sequence, **kwargs: Any) -> list[float]:
+        body = {"prompts": [_jsonable(as_input(p, "prompts", i, None)) for i, p in enumerate(prompts)],
+                "responses": [_jsonable(as_input(c, "completions", i, None)) for i, c in enumerate(completions)],
+                "normalize": normalize}
+        for keyword, column in columns.items():
+            if column not in kwargs:
+                raise ValueError(f"reward function {name}: dataset column {column!r} (for score's "
+                                 f"{keyword}=) was not passed; got {sorted(kwargs)}")
+            body[keyword] = list(kwargs[column])
+        return await asyncio.to_thread(post, body)
+
+    func.__name__ = func.__qualname__ = name
+    return func

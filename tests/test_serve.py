@@ -281,7 +281,6 @@ def test_a_per_call_normaliser_is_never_shared_between_requests():
     (b'{"query": ["a b", 7], "prompts": ["a", "b"]}', "query[1] must be a string, got a number"),
     (b'{"query": ["a b"], "prompts": ["a", "b"]}', "'prompts' has 2 items but 'query' has 1"),
     (b'{"query": ["a b", "c d"], "prompts": ["a", "x"]}', "query[1] does not start with prompts[1]"),
-    (b'{"query": [], "prompts": []}', "'query' is empty"),
     (b'{"query": ["a\\ud800"], "prompts": ["a"]}', "lone surrogate"),
 ])
 def test_bad_get_reward_bodies_get_422_naming_the_field(body, field):
@@ -289,6 +288,66 @@ def test_bad_get_reward_bodies_get_422_naming_the_field(body, field):
         response = httpx.post(f"{url}/get_reward", content=body)
         assert response.status_code == 422 and field in response.json()["detail"]
         assert httpx.get(f"{url}/health").status_code == 200  # still serving
+
+
+def test_openrlhf_bodies_as_sent_today_only_query_and_empty_lists():
+    """OpenRLHF's serve_rm reads only `query`, and its client sends empty lists to every URL but the
+    first: both are answered (200) with the rewards of score, or empty lists."""
+    rm = scalar_rm()
+    with serving(create_app(model=rm)) as (url, _):
+        empty = httpx.post(f"{url}/get_reward", json={"query": [], "prompts": [], "labels": []})
+        assert empty.status_code == 200 and empty.json() == {"rewards": [], "scores": [], "extra_logs": {}}
+        alone = httpx.post(f"{url}/get_reward", json={"query": [PROMPTS[0] + RESPONSES[0]]}).json()["rewards"]
+    # tiny-gpt2 has no chat template: a query without its prompt is read whole, as text given
+    from nexus.backbones.backbone import RenderedText
+
+    torch.testing.assert_close(torch.tensor(alone), rm.score([RenderedText(PROMPTS[0] + RESPONSES[0])], [""]).rewards,
+                               atol=1e-5, rtol=0)
+
+
+def test_classify_and_models_answer_as_vllm_does_and_refuse_what_they_cannot_read():
+    rm = scalar_rm()
+    with serving(create_app(model=rm)) as (url, _):
+        models = httpx.get(f"{url}/v1/models").json()
+        assert models["object"] == "list" and models["data"][0]["object"] == "model"
+        body = httpx.post(f"{url}/classify", json={"model": "m", "input": ["1 + 2 = 3", "9"], "use_activation": False}).json()
+        assert [d["index"] for d in body["data"]] == [0, 1] and body["model"] == "m" and body["object"] == "list"
+        raw = torch.tensor([d["probs"][0] for d in body["data"]])
+        sig = httpx.post(f"{url}/classify", json={"input": "9"}).json()["data"][0]["probs"][0]  # vLLM's default: the activation
+        assert abs(sig - float(torch.sigmoid(raw[1]))) < 1e-5
+        bad = httpx.post(f"{url}/classify", json={"input": 7})
+        assert bad.status_code == 422 and "'input'" in bad.json()["detail"]
+        bad = httpx.post(f"{url}/classify", json={"input": ["a"], "use_activation": "no"})
+        assert bad.status_code == 422 and "use_activation" in bad.json()["detail"]
+    from nexus.backbones.backbone import RenderedText
+
+    torch.testing.assert_close(raw, rm.score([RenderedText("1 + 2 = 3"), RenderedText("9")], ["", ""]).rewards,
+                               atol=1e-5, rtol=0)
+    rules = RulesRewardModel(functions=["repetition"], weights=[1.0])
+    with serving(create_app(model=rules)) as (url, _):
+        refused = httpx.post(f"{url}/classify", json={"input": ["a"]})
+        assert refused.status_code == 422 and "RulesRewardModel" in refused.json()["detail"]
+
+
+def test_remote_reward_func_is_an_async_trl_reward_function_with_the_rewards_of_score():
+    import inspect
+
+    import nexus
+
+    rm = scalar_rm()
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    completions = [[{"role": "assistant", "content": r}] for r in RESPONSES[:3]]
+    with serving(create_app(model=rm)) as (url, _):
+        func = nexus.remote_reward_func(url, name="remote_rm")
+        assert inspect.iscoroutinefunction(func) and func.__name__ == "remote_rm"
+        # TRL's exact call: keywords only, with completion_ids, trainer_state and the dataset columns
+        strings = asyncio.run(func(prompts=PROMPTS, completions=RESPONSES, completion_ids=[[1]] * len(PROMPTS),
+                                   trainer_state=None, answer=["x"] * len(PROMPTS)))
+        chats = asyncio.run(func(prompts=conversations, completions=completions, completion_ids=[[1]] * 3))
+        with pytest.raises(ValueError, match="answered 422"):
+            asyncio.run(func(prompts=["a"], completions=["b", "c"]))
+    assert torch.allclose(torch.tensor(strings), rm.score(PROMPTS, RESPONSES).rewards, atol=1e-5)
+    assert torch.allclose(torch.tensor(chats), rm.score(conversations, completions).rewards, atol=1e-5)
 
 
 def test_limits_return_413_and_422_naming_index_and_limit():

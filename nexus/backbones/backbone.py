@@ -85,7 +85,7 @@ class Backbone(nn.Module):
 
     def __init__(self, model, tokenizer, *, source: str, pooling: str | None = None,
                  max_length: int | None = None, padding_side: str = "right",
-                 lora: LoraSpec | None = None, lm_logprobs: bool = False, append_eos: bool = True,
+                 lora: LoraSpec | None = None, lm_logprobs: bool = False, append_eos: bool | None = None,
                  logprob_scope: str = "response", prompt_format: str = "chat"):
         super().__init__()
         if prompt_format not in PROMPT_FORMATS:
@@ -105,10 +105,6 @@ class Backbone(nn.Module):
         if self.pooling not in POOLERS and not (self.pooling == "pooler" and getattr(model, "pooler", None)):
             raise ValueError(f"pooling={self.pooling!r}: expected one of {sorted(POOLERS)}, or 'pooler' for a "
                              "model with its own pooler (BERT: tanh(W h_[CLS]), what its sequence classifier reads)")
-        # Decoders whose text does not end in a special token get an eos appended; an imported sequence
-        # classifier whose pad token is its eos gets none, since transformers pools at the last token
-        # that is not pad and so never reads it.
-        self.append_eos = append_eos
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side={padding_side!r}: expected 'left' or 'right'")
         self.source, self.padding_side, self.lora = source, padding_side, lora
@@ -119,6 +115,10 @@ class Backbone(nn.Module):
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:  # e.g. Llama-family: pad with eos, pooling reads the mask
             tokenizer.pad_token = tokenizer.eos_token
+        # Decoders whose text does not end in a special token get an eos appended, except where the pad
+        # token is the eos: transformers' classifiers (and so TRL's RMs) pool at the last token that is
+        # not pad and never read a trailing eos, so neither does a backbone (None: decide by the pad).
+        self.append_eos = tokenizer.pad_token_id != tokenizer.eos_token_id if append_eos is None else append_eos
         # The most positions the model embeds, where its config says (None: unknown).
         self.position_limit: int | None = (getattr(model.config, "max_position_embeddings", None)
                                            or getattr(model.config, "n_positions", None))
@@ -191,6 +191,21 @@ class Backbone(nn.Module):
                     marker = full[len(x):len(full) - len(y)]
             self._marker = (marker, last)
         return self._marker
+
+    def assistant_turn(self) -> tuple[str, str] | None:
+        """(the text that opens an assistant turn, the text that closes it) in the chat template's
+        rendering, e.g. ("<|im_start|>assistant\\n", "<|im_end|>\\n"); None without a template, or
+        where the template does not render a turn as header + content + closing text."""
+        tok = self.tokenizer
+        if not getattr(tok, "chat_template", None):
+            return None
+        mark, user = "\u2063nexus-response\u2063", [{"role": "user", "content": "x"}]
+        bare = tok.apply_chat_template(user, tokenize=False)
+        opened = tok.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+        full = tok.apply_chat_template([*user, {"role": "assistant", "content": mark}], tokenize=False)
+        if not opened.startswith(bare) or full.count(mark) != 1 or not full.startswith(opened + mark):
+            return None
+        return opened[len(bare):], full[full.index(mark) + len(mark):]
 
     def scored_from(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor | None:
         """'b' the first position the log-likelihood features score (just after the prompt), or None
@@ -273,8 +288,9 @@ class Backbone(nn.Module):
           whitespace aside): a chat template that ends the assistant turn (`<|im_end|>\\n`,
           `<|eot_id|>`, `<end_of_turn>\\n`) gets nothing, plain text gets eos as TRL gives it.
         - An encoder reads the tokenizer's pair encoding, `tokenizer(prompt, response)` (`[CLS] p
-          [SEP] r [SEP]`; conversations as plain text); the token types it returns are rebuilt
-          from the ids at the forward pass (`token_type_ids`).
+          [SEP] r [SEP]`, or `[CLS] p [SEP]` for an empty response, as the tokenizer encodes it;
+          conversations as plain text); the token types it returns are rebuilt from the ids at
+          the forward pass (`token_type_ids`).
 
         Over-long texts are first cut by characters (`clip_text`; for encoders the prompt and the
         response each), which leaves the last `max_length` tokens exactly as they would be.
@@ -283,7 +299,12 @@ class Backbone(nn.Module):
         if self.is_encoder:
             prompts = [self.clip_text(plain_text(p)) for p in prompts]
             responses = [self.clip_text(plain_text(r)) for r in responses]
-            return tok(list(prompts), list(responses), truncation=False)["input_ids"]
+            ids = tok(list(prompts), list(responses), truncation=False)["input_ids"]
+            alone = [i for i, r in enumerate(responses) if not r]  # tokenizer(p, "") encodes p alone
+            if alone:
+                for i, seq in zip(alone, tok([prompts[i] for i in alone], truncation=False)["input_ids"]):
+                    ids[i] = seq
+            return ids
         texts, specials = [], []
         for p, r in zip(prompts, responses):
             if self.reads_raw(p) and not is_conversation(r):
@@ -313,8 +334,9 @@ class Backbone(nn.Module):
 
     def closed(self, seq: list[int]) -> list[int]:
         """`seq`, with eos appended unless its last token that is not whitespace is a special token.
-        With `append_eos` off (an imported classifier whose pad token is its eos) trailing eos are
-        dropped instead: transformers pools at the last token that is not pad, so it never reads them."""
+        With `append_eos` off (by default where the pad token is the eos) trailing eos are
+        dropped instead (the pad token is the eos): transformers pools at the last token that is not pad,
+        so it never reads them."""
         eos = self.tokenizer.eos_token_id
         if not self.append_eos:
             end = len(seq)

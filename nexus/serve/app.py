@@ -1,8 +1,12 @@
 """The FastAPI application that serves one reward model.
 
 Endpoints:
-    POST /get_reward  OpenRLHF's remote reward model: {"query", "prompts", "labels"?} ->
-                      {"rewards", "scores", "extra_logs"}.
+    POST /get_reward  OpenRLHF's remote reward model: {"query", "prompts"?, "labels"?} ->
+                      {"rewards", "scores", "extra_logs"}; templated queries are read as rendered
+                      text (`nexus.serve.clients`), empty lists get empty answers.
+    POST /classify    vLLM's classification API as verl's reward loop calls it: {"model"?, "input",
+                      "use_activation"?} -> {"data": [{"index", "probs": [reward], ...}], ...}.
+    GET  /v1/models   the one model served, in vLLM's (OpenAI's) model list.
     POST /score       `rm.score` as JSON: {"prompts", "responses", "normalize"?, family keywords}.
     POST /compare     `rm.compare` as JSON: {"prompts", "responses_a", "responses_b", keywords}.
     GET  /health      200 {"status": "ready", ...} once the model is loaded and warmed up, else 503.
@@ -30,11 +34,13 @@ from fastapi.responses import JSONResponse
 import torch
 
 import nexus
+from nexus.backbones.backbone import RenderedText
 from nexus.base import RewardModel
 from nexus.serve.batcher import Batcher, CallerGone, Job, QueueFull
+from nexus.serve.clients import classify_inputs, classify_payload, models_payload, openrlhf_inputs
 from nexus.serve.config import ServeConfig
 from nexus.serve.protocol import (RequestError, check_count, check_same_length, check_sizes, check_strings,
-                                  get_list, parse_body, reward_payload, score_payload, split_queries)
+                                  get_list, parse_body, reward_payload, score_payload)
 
 log = logging.getLogger("nexus.serve")
 
@@ -191,21 +197,49 @@ class Server:
         return await self.run(request, job)
 
     async def get_reward(self, request: Request):
-        """OpenRLHF's remote reward model: each query is its prompt followed by the response."""
+        """OpenRLHF's remote reward model: each query is the policy's whole decoded sequence (its
+        prompt already templated); `prompts` and `labels` are optional, as OpenRLHF's own server
+        reads only `query`, and an empty `query` (sent to every URL but the first) gets empty lists."""
         body = await self.admitted(request)
-        queries, prompts = get_list(body, "query"), get_list(body, "prompts")
+        queries = get_list(body, "query")
+        prompts = get_list(body, "prompts", required=False)
         labels = get_list(body, "labels", required=False)
+        if not queries:
+            return {"rewards": [], "scores": [], "extra_logs": {}}
         check_count("query", len(queries), self.config.max_items_per_request)
         check_strings("query", queries)
-        check_same_length("prompts", prompts, "query", len(queries))
-        check_strings("prompts", prompts)
+        if prompts is not None:
+            check_same_length("prompts", prompts, "query", len(queries))
+            check_strings("prompts", prompts)
         keywords = {}
         if labels is not None:
             check_same_length("labels", labels, "query", len(queries))
             if "references" in self.rm.input_columns:  # a rules RM checks answers against its labels
                 keywords["references"] = labels
         names = [f"query[{i}]" for i in range(len(queries))]
-        return await self.scored(request, prompts, split_queries(queries, prompts), names, keywords, reward_payload)
+        inputs, responses = openrlhf_inputs(self.rm, queries, prompts)
+        return await self.scored(request, inputs, responses, names, keywords, reward_payload)
+
+    async def classify(self, request: Request):
+        """vLLM's `/classify`, as verl's reward loop calls a discriminative RM: each input is the
+        conversation already rendered by the chat template; `probs` is [reward] (normalised where
+        the model has a normaliser, as /get_reward's `rewards`; its sigmoid with `use_activation`:
+        verl sends false and reads `data[-1]["probs"][-1]`)."""
+        body = await self.admitted(request)
+        texts, activation = classify_inputs(self.rm, body)
+        check_count("input", len(texts), self.config.max_items_per_request)
+        names = [f"input[{i}]" for i in range(len(texts))]
+        prompts = [RenderedText(t) for t in texts]
+        model = body.get("model") if isinstance(body.get("model"), str) else self.source
+
+        def finish(out):
+            return classify_payload(out.rewards, model, activation, sum(self.rm.input_lengths(prompts, [""] * len(prompts))))
+
+        return await self.scored(request, prompts, [""] * len(texts), names, {}, finish)
+
+    async def models(self, request: Request):
+        self.authorize(request)
+        return models_payload(self.source, None if self.rm is None else self.rm.max_input_length)
 
     async def score(self, request: Request):
         """`rm.score` as JSON; fields other than prompts, responses and normalize are its keywords."""
@@ -334,6 +368,8 @@ def create_app(checkpoint: str | None = None, config: ServeConfig | None = None,
     app.add_api_route("/get_reward", server.get_reward, methods=["POST"])
     app.add_api_route("/score", server.score, methods=["POST"])
     app.add_api_route("/compare", server.compare, methods=["POST"])
+    app.add_api_route("/classify", server.classify, methods=["POST"])
+    app.add_api_route("/v1/models", server.models, methods=["GET"])
     app.add_api_route("/health", server.health, methods=["GET"])
     app.add_api_route("/info", server.describe, methods=["GET"])
     return app

@@ -82,18 +82,6 @@ def check_sizes(names: Sequence[str], sizes: Sequence[int], limit: int | None, u
                                     "(max_tokens_per_item, at most the model's max_input_length)")
 
 
-def split_queries(queries: list[str], prompts: list[str]) -> list[str]:
-    """Each query's response: the text after its prompt. A query that does not start with its
-    prompt is refused (422 naming the index) rather than split by a guess."""
-    responses = []
-    for i, (query, prompt) in enumerate(zip(queries, prompts)):
-        if not query.startswith(prompt):
-            raise RequestError(422, f"query[{i}] does not start with prompts[{i}]: each query must be its "
-                                    "prompt followed by the response")
-        responses.append(query[len(prompt):])
-    return responses
-
-
 def floats(values: Tensor | Sequence) -> list:
     """A tensor (any shape) as nested lists of floats; NaN and infinities become null (JSON has none)."""
     data = values.detach().float().cpu().tolist() if isinstance(values, Tensor) else list(values)
