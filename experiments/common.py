@@ -114,10 +114,45 @@ def load_data(data: DictConfig, train_format: str = "pairwise") -> RunData:
         common = dict(subset=data.get("subset"), revision=data.get("revision"), streaming=data.get("streaming", False),
                       columns=OmegaConf.to_container(data.columns) if data.get("columns") else None)
         train = load_hf(data.path, split=data.split, kind=train_format, limit=data.get("max_train_rows"), **common)
-        evals = {data.eval_split: load_hf(data.path, split=data.eval_split, kind="pairwise",
-                                          limit=data.get("max_eval_rows"), **common)} if data.get("eval_split") else {}
-        return RunData(train, evals)
+        return RunData(*hf_evaluation(data, train, train_format, common))
     raise ValueError(f"data.name={data.name!r}: expected 'arithmetic', 'jsonl' or 'hf'")
+
+
+def hf_evaluation(data: DictConfig, train: list, train_format: str, common: dict) -> tuple[list, dict]:
+    """(training examples, evaluation pairs) of `data=hf`. A single data file has no splits (every
+    split name reads all of its rows), so its evaluation pairs come from `data.eval_path` (another
+    file), or from `data.eval_fraction` of its rows held out by `seed`; an `eval_split` on one file
+    alone is refused, since it would evaluate on the training rows."""
+    import random
+
+    from nexus.data.hf import FILE_BUILDERS, load_hf
+
+    name = data.get("eval_split")
+    if not name:
+        return train, {}
+    limit = data.get("max_eval_rows")
+    if data.get("eval_path"):
+        return train, {name: load_hf(data.eval_path, split=name, kind="pairwise", limit=limit, **common)}
+    single_file = Path(str(data.path)).suffix.lower() in FILE_BUILDERS
+    fraction = data.get("eval_fraction")
+    if not single_file:
+        return train, {name: load_hf(data.path, split=name, kind="pairwise", limit=limit, **common)}
+    if not fraction:
+        raise ValueError(f"data.path={data.path} is one data file, so data.eval_split={name} would read its training "
+                         "rows again: give the evaluation file as data.eval_path, or hold rows out with "
+                         "data.eval_fraction (e.g. 0.1)")
+    if train_format != "pairwise":
+        raise ValueError(f"data.eval_fraction holds out pairs, but this model trains on {train_format} data: give "
+                         "the evaluation pairs as data.eval_path")
+    if not 0 < float(fraction) < 1:
+        raise ValueError(f"data.eval_fraction={fraction}: expected a fraction in (0, 1)")
+    order = list(range(len(train)))
+    random.Random(data.get("split_seed", 0)).shuffle(order)
+    held = set(order[:max(1, round(float(fraction) * len(train)))])
+    if len(held) == len(train):
+        raise ValueError(f"data.eval_fraction={fraction} of {len(train)} rows leaves none to train on")
+    evals = [train[i] for i in sorted(held)][:limit]
+    return [ex for i, ex in enumerate(train) if i not in held], {name: evals}
 
 
 def arithmetic_tasks(data: DictConfig, splits, partition: str | None, templates) -> list:
@@ -223,11 +258,32 @@ def evaluation_report(rm, evals: dict, out_dir: Path, extra_columns: dict | None
     return table
 
 
-def configure_logger(logger: DictConfig) -> str:
-    """Return `report_to`; wandb runs offline unless the config says otherwise."""
+# The WANDB_DIR this module last set (a job's folder), told apart from one the user set.
+_WANDB_DIR_SET: str | None = None
+
+
+def job_folder(default: str | Path) -> Path:
+    """The Hydra job's output folder where Hydra runs the job, else `default`."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except (ImportError, ValueError):
+        return Path(default)
+
+
+def configure_logger(logger: DictConfig, run_dir: str | Path | None = None) -> str:
+    """Return `report_to`; wandb runs offline unless the config says otherwise, and keeps its run in
+    `run_dir` (the job's folder; not the working directory, which every job of a sweep shares)
+    unless the user set WANDB_DIR."""
+    global _WANDB_DIR_SET
     if logger.report_to == "wandb":
         os.environ.setdefault("WANDB_MODE", logger.get("mode", "offline"))
         os.environ.setdefault("WANDB_PROJECT", logger.get("project", "nexus"))
+        user_set = os.environ.get("WANDB_DIR") not in (None, _WANDB_DIR_SET)
+        if run_dir is not None and not user_set:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            os.environ["WANDB_DIR"] = _WANDB_DIR_SET = str(run_dir)
     return logger.report_to
 
 
@@ -241,7 +297,8 @@ def train_rm(rm, trainer: DictConfig, logger: DictConfig, train_dataset, output_
 
     from nexus.training import RewardTrainer
 
-    args = instantiate(trainer, output_dir=str(output_dir), report_to=configure_logger(logger), **overrides)
+    report_to = configure_logger(logger, job_folder(output_dir))
+    args = instantiate(trainer, output_dir=str(output_dir), report_to=report_to, **overrides)
     start = time.perf_counter()
     RewardTrainer(model=rm, args=args, train_dataset=train_dataset).train()
     seconds = time.perf_counter() - start
@@ -274,21 +331,27 @@ def log_study(cfg: DictConfig, out_dir: Path, tables: dict[str, list[dict]],
     `tables/<name>`), the numbers of `summary` (nested keys joined by "/") and every PNG in
     `out_dir` as a `wandb.Image` (under `plots/<stem>`). Offline unless the logger config says
     otherwise (`wandb sync` uploads later); the run lives in `$WANDB_DIR`, else in `out_dir/wandb`.
-    A run left open by the Trainer's own wandb callback is finished first.
+    A run the Trainer's own wandb callback opened in this job (its training curves) is the study's
+    run too, so that a job writes one run.
 
     Returns:
         The run's local directory (holding `files/` and the `.wandb` log), or None when off.
     """
     if cfg.logger.report_to != "wandb":
         return None
-    configure_logger(cfg.logger)
+    configure_logger(cfg.logger, out_dir)
     import wandb
 
     config = {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
               for key in cfg if key != "hydra"}
-    where = {} if os.environ.get("WANDB_DIR") else {"dir": str(out_dir)}
-    run = wandb.init(project=cfg.logger.get("project", "nexus"), name=f"{cfg.experiment.name}-{out_dir.name}",
-                     job_type="study", config=config, reinit="finish_previous", **where)
+    name = f"{cfg.experiment.name}-{out_dir.name}"
+    run = wandb.run
+    if run is None:
+        run = wandb.init(project=cfg.logger.get("project", "nexus"), name=name, job_type="study", config=config,
+                         dir=os.environ.get("WANDB_DIR", str(out_dir)))
+    else:  # the Trainer's run of this job: the study's config and results join its curves
+        run.config.update(config, allow_val_change=True)
+        run.name = name
     logged = {}
     for name, rows in tables.items():
         columns = list(dict.fromkeys(key for row in rows for key in row))

@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
-from experiments.common import configure_logger
+from experiments.common import configure_logger, job_folder
 from nexus.distill import LabelledTexts, distill, label_texts
 from nexus.models.rules import RulesRewardModel
 from nexus.reporting import write_report
@@ -49,7 +49,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         set_seed(cfg.seed)
         rm = instantiate(student.model)
         args = instantiate(cfg.trainer, output_dir=str(out_dir / "checkpoints" / name),
-                           report_to=configure_logger(cfg.logger))
+                           report_to=configure_logger(cfg.logger, job_folder(out_dir)))
         report = distill(rm, rules, train, held_out, args, student.targets, exp.margin, exp.max_pairs)
         rows.append({"student": name, "model": rm.model_type, "targets": student.targets, **report})
         print(f"{name}: Spearman {report['spearman_before']:.3f} -> {report['spearman']:.3f} "

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from experiments.common import (calibrate, configure_logger, evaluation_report, load_data, save_config,
+from experiments.common import (calibrate, configure_logger, job_folder, evaluation_report, load_data, save_config,
                                 standardize_ensemble)
 from nexus.checkpoint import check_save_target
 from nexus.training import RewardTrainer
@@ -36,7 +36,7 @@ def run(cfg: DictConfig, out_dir: Path):
     if not data.evals:
         print("no evaluation sets (data.eval_files is empty): no evaluation during training, and the "
               "report holds the training metrics only", flush=True)
-    args = instantiate(cfg.trainer, report_to=configure_logger(cfg.logger), **overrides)
+    args = instantiate(cfg.trainer, report_to=configure_logger(cfg.logger, job_folder(out_dir)), **overrides)
     first_eval = next(iter(data.evals.values()), None) if pairwise else None
     trainer = RewardTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=first_eval)
     start = time.perf_counter()

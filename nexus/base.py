@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from nexus import checkpoint, losses
 from nexus.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from nexus.batching import PromptGroup, token_budget_batches
-from nexus.conversation import as_plain, key as as_key
+from nexus.conversation import as_plain, is_conversation, key as as_key
 from nexus.inputs import total_length, validate_inputs
 from nexus.outputs import RewardOutput, gather_outputs
 from nexus.validation import check_positive_int, read_json_object
@@ -289,11 +289,13 @@ class RewardModel(nn.Module, ABC):
         options = self._check_options(**options)
         return self._check_columns(columns, len(prompts)), options
 
-    def score_candidates(self, prompt: str, responses: Sequence, **keywords) -> RewardOutput:
-        """Score c candidate responses to one prompt (best-of-N): `score([prompt] * c, responses,
-        **keywords)`. Families that share prompts read the prompt once for the c candidates."""
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt is {type(prompt).__name__}, expected a string")
+    def score_candidates(self, prompt, responses: Sequence, **keywords) -> RewardOutput:
+        """Score c candidate responses to one prompt (a string or a conversation, as `score` takes
+        it) (best-of-N): `score([prompt] * c, responses, **keywords)`. Families that share prompts
+        read the prompt once for the c candidates."""
+        if not isinstance(prompt, str) and not is_conversation(prompt):
+            raise ValueError(f"prompt is {type(prompt).__name__}, expected a string or a list of "
+                             "{'role', 'content'} messages")
         return self.score([prompt] * len(responses), responses, **keywords)
 
     def _score_inputs(self, prompts: Sequence[str], responses: Sequence, columns: dict[str, Any], *,

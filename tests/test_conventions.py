@@ -363,7 +363,7 @@ def test_the_references_tell_the_conventions_apart():
     with torch.no_grad():
         typed = bert(**bert_tok("a prompt", "a response", return_tensors="pt")).logits[0][0]
         untyped = bert(**bert_tok("a prompt", "a response", return_tensors="pt", return_token_type_ids=False)).logits[0][0]
-    assert abs(float(typed - untyped)) > 100 * TOLERANCE
+    assert abs(float(typed - untyped)) > 10 * TOLERANCE
 
 
 def test_text_rule_ids_match_the_tokenizer_exactly():
@@ -377,9 +377,27 @@ def test_text_rule_ids_match_the_tokenizer_exactly():
     tok = layout_tokenizer("bert_token_types")
     backbone = nexus.backbones.Backbone(random_classifier(tok, encoder=True).base_model, tok, source="bert")
     batch = backbone.collate(backbone.token_ids(STRING_PROMPTS, RESPONSES))
-    expected = tok(STRING_PROMPTS, RESPONSES, padding=True, return_tensors="pt")
+    # the model card's call, one pair at a time (a batched call encodes ("p", "") as a pair, alone as "p")
+    expected = tok.pad([tok(p, r) for p, r in zip(STRING_PROMPTS, RESPONSES)], return_tensors="pt")
     assert torch.equal(batch["input_ids"], expected["input_ids"])
     assert torch.equal(backbone.token_type_ids(batch["input_ids"], batch["attention_mask"]), expected["token_type_ids"])
+
+
+def test_score_candidates_takes_a_conversation_prompt_and_packs_it_as_score_reads_it(tmp_path):
+    tok = layout_tokenizer("chatml_pad_ne_eos")
+    model = random_classifier(tok, encoder=False)
+    rm = native_rm(model.base_model, tok, tmp_path / "body", encoder=False, raw=False)
+    candidates = ["5", "2 + 3 = 5.", "six", ""]
+    shared = rm.score_candidates(PROMPTS[1], candidates).rewards
+    truth = model_card_rewards(*_export(rm, tmp_path / "export"), [PROMPTS[1]] * 4, candidates, encoder=False)
+    assert _diff(shared, truth) <= TOLERANCE and len(set(shared.round(decimals=4).tolist())) == 4
+    with pytest.raises(ValueError, match="prompt is int"):
+        rm.score_candidates(3, candidates)
+
+
+def _export(rm, folder: Path):
+    rm.export_hf(folder)
+    return AutoModelForSequenceClassification.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
 
 if __name__ == "__main__":  # the conformance table: python -m tests.test_conventions

@@ -169,9 +169,27 @@ def test_data_hf_config_feeds_the_train_entry_point(tmp_path):
     from tests.conftest import compose_train
 
     path = write_jsonl(tmp_path / "pairs.jsonl", rows("conversational_implicit", 6))
-    cfg = compose_train(tmp_path, ["data=hf", f"data.path={path}", "data.eval_split=train"])
+    cfg = compose_train(tmp_path, ["data=hf", f"data.path={path}"])
     run = load_data(cfg.data, "pairwise")
-    assert len(run.train) == 6 and list(run.evals) == ["train"] and run.train[0].prompt[0]["role"] == "system"
+    assert len(run.train) == 6 and run.evals == {} and run.train[0].prompt[0]["role"] == "system"
+
+
+def test_a_single_data_file_never_evaluates_on_its_training_rows(tmp_path):
+    from experiments.common import load_data
+    from tests.conftest import compose_train
+
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows("standard_explicit", 10))
+    other = write_jsonl(tmp_path / "test.jsonl", rows("standard_explicit", 3))
+    with pytest.raises(ValueError, match=r"one data file, so data.eval_split=test.*eval_path.*eval_fraction"):
+        load_data(compose_train(tmp_path, ["data=hf", f"data.path={path}", "data.eval_split=test"]).data, "pairwise")
+    run = load_data(compose_train(tmp_path, ["data=hf", f"data.path={path}", "data.eval_split=test",
+                                             f"data.eval_path={other}"]).data, "pairwise")
+    assert len(run.train) == 10 and len(run.evals["test"]) == 3
+    run = load_data(compose_train(tmp_path, ["data=hf", f"data.path={path}", "data.eval_split=test",
+                                             "data.eval_fraction=0.3"]).data, "pairwise")
+    held, kept = run.evals["test"], run.train
+    assert len(held) == 3 and len(kept) == 7
+    assert not {e.prompt for e in held} & {e.prompt for e in kept}  # disjoint rows
 
 
 def test_conversations_round_trip_through_nexus_jsonl(tmp_path):

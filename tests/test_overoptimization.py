@@ -82,7 +82,7 @@ def test_tiny_study_runs_end_to_end_and_logs_to_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     # The study's own wandb run is under test; the Trainer's wandb callback (tests/test_slow.py
     # covers it) costs a minute a proxy on a busy 2-core machine, so the proxies train without it.
-    monkeypatch.setattr(experiments.common, "configure_logger", lambda logger: "none")
+    monkeypatch.setattr(experiments.common, "configure_logger", lambda logger, run_dir=None: "none")
     cfg = compose_config(tmp_path, "run", [*TINY, f"experiment.cache_dir={tmp_path / 'generations'}"])
     out = run(cfg, tmp_path)
     for name in ("metrics.json", "metrics.csv", "curves.csv", "results.md", "overoptimization.png", "coste.png"):

@@ -105,3 +105,21 @@ def test_wandb_logger_runs_offline(tmp_path, monkeypatch):
     run(cfg, tmp_path)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs and any(runs[0].rglob("*.wandb"))
+
+
+def test_a_wandb_study_job_writes_one_run_into_its_own_folder(tmp_path):
+    """The Trainer's wandb callback and the study's log share one run, kept in the Hydra job's folder,
+    not in the working directory that every job of a sweep shares."""
+    cwd, job = tmp_path / "cwd", tmp_path / "job"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update({"WANDB_MODE": "offline", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
+    cmd = [sys.executable, "-m", "experiments.run", "experiment=active_learning", "+debug=active_learning",
+           "logger=wandb", f"hydra.run.dir={job}"]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(cwd.iterdir()) == []
+    runs = list(tmp_path.rglob("offline-run-*"))
+    assert [r.parent for r in runs] == [job / "wandb"], runs
+    log = next(runs[0].glob("*.wandb")).read_bytes()
+    assert b"train/global_step" in log and b"active_learning" in log  # the Trainer's curves and the study's config
