@@ -395,6 +395,63 @@ def test_score_candidates_takes_a_conversation_prompt_and_packs_it_as_score_read
         rm.score_candidates(3, candidates)
 
 
+def test_a_process_rm_served_to_openrlhf_gets_the_step_rewards_of_the_conversation(tmp_path):
+    """Its steps are split from the templated query's response and read before the turn closes."""
+    from tests.test_serve import serving
+    from nexus.models.process import ProcessRewardModel
+    from nexus.serve import create_app
+
+    tok = layout_tokenizer("chatml_pad_ne_eos")
+    body = random_classifier(tok, encoder=False).base_model
+    body.save_pretrained(tmp_path / "body")
+    tok.save_pretrained(tmp_path / "body")
+    torch.manual_seed(0)
+    prm = ProcessRewardModel(load_backbone(str(tmp_path / "body")), head_hidden=0, dropout=0.0).eval()
+    responses = ["2 + 3 = 5\nso 5.", "7", "HI\nAGAIN!", ""]
+    truth = prm.score(PROMPTS, responses).rewards
+    with serving(create_app(model=prm)) as (url, _):
+        served = openrlhf_rewards(url, tok, PROMPTS, responses, stop_token(tok))
+    assert _diff(served, truth) <= TOLERANCE
+
+
+def rewardbench_pairs(n: int = 36) -> list[dict]:
+    """n RewardBench-layout rows (prompt, chosen, rejected, subset): right vs off-by-one sums, some
+    chosen responses longer than their rejected ones and some shorter, over four subsets."""
+    subsets = ["alpacaeval-easy", "mt-bench-hard", "refusals-dangerous", "math-prm"]
+    rows = []
+    for i in range(n):
+        a, b = 3 + 7 * i % 41, 5 + 11 * i % 37
+        good, bad = f"{a} + {b} = {a + b}", f"{a} + {b} = {a + b + 1 + i % 3}"
+        if i % 3 == 0:
+            good += ", since adding the ones first gives the same sum."
+        rows.append({"prompt": f"What is {a} + {b}?", "chosen": good, "rejected": bad, "subset": subsets[i % 4]})
+    return rows
+
+
+def rewardbench_agreement(tmp: Path) -> dict:
+    """Accuracy on `rewardbench_pairs` scored by nexus (`rm.score`, RewardBench's strict wins) and by
+    the exported model through RewardBench's text convention (`rewardbench_rewards`)."""
+    from nexus.rewardbench import pair_wins
+
+    tok = layout_tokenizer("chatml_pad_ne_eos")
+    rm = native_rm(random_classifier(tok, encoder=False).base_model, tok, tmp / "body", encoder=False, raw=False)
+    rows = rewardbench_pairs()
+    prompts = [r["prompt"] for r in rows]
+    ours = pair_wins(rm.score(prompts, [r["chosen"] for r in rows]).rewards.numpy(),
+                     rm.score(prompts, [r["rejected"] for r in rows]).rewards.numpy())
+    model, etok = _export(rm, tmp / "export")
+    theirs = pair_wins(rewardbench_rewards(model, etok, prompts, [r["chosen"] for r in rows]).numpy(),
+                       rewardbench_rewards(model, etok, prompts, [r["rejected"] for r in rows]).numpy())
+    return {"pairs": len(rows), "nexus": float(ours.mean()), "rewardbench": float(theirs.mean()),
+            "same_wins": bool((ours == theirs).all())}
+
+
+def test_rewardbench_accuracy_of_the_export_equals_nexus_pair_for_pair(tmp_path):
+    result = rewardbench_agreement(tmp_path)
+    assert result["same_wins"] and result["nexus"] == result["rewardbench"]
+    assert 0 < result["nexus"] < 1  # both outcomes occur, so a flipped or shifted score would show
+
+
 def _export(rm, folder: Path):
     rm.export_hf(folder)
     return AutoModelForSequenceClassification.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
@@ -410,3 +467,5 @@ if __name__ == "__main__":  # the conformance table: python -m tests.test_conven
             row = conformance(layout, Path(tmp))
         cells = [value if isinstance(value, str) else f"{value:.1e}" for value in (row[p] for p in PATHS)]
         print(f"| {layout} | " + " | ".join("n/a" if c.startswith("n/a") else c for c in cells) + " |")
+    with tempfile.TemporaryDirectory() as tmp:
+        print("\nRewardBench layout, 36 pairs:", rewardbench_agreement(Path(tmp)))

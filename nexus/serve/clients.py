@@ -41,12 +41,13 @@ def _strip_runs(text: str, tokens: list[str]) -> str:
     return re.sub(f"{run}$", "", re.sub(f"^{run}", "", text))
 
 
-def rendered_query(backbone, query: str) -> tuple[str, str]:
+def rendered_query(backbone, query: str, close_turn: bool = True) -> tuple[str, str]:
     """One templated query as (`RenderedText` prompt, response) for `backbone`: padding and eos
     are stripped from both ends; where the chat template's assistant header occurs, the response
     is the text after its last occurrence, closed as the template closes an assistant turn (so the
     text is exactly the conversation's rendering); else the query is read as given (eos appended
-    by `Backbone.token_ids`, as OpenRLHF's own server appends it)."""
+    by `Backbone.token_ids`, as OpenRLHF's own server appends it). `close_turn=False` leaves the
+    response open, for a process RM, whose steps are split from it and read before the turn ends."""
     tok = backbone.tokenizer
     text = _strip_runs(query, [tok.pad_token, tok.eos_token])
     turn = backbone.assistant_turn()
@@ -58,7 +59,7 @@ def rendered_query(backbone, query: str) -> tuple[str, str]:
     closing = close.rstrip()
     if closing and response.endswith(closing):
         response = response[:-len(closing)]
-    return RenderedText(text[:cut]), response + close
+    return RenderedText(text[:cut]), response + close if close_turn else response
 
 
 def openrlhf_inputs(rm, queries: list[str], prompts: list[str] | None) -> tuple[list, list]:
@@ -68,7 +69,7 @@ def openrlhf_inputs(rm, queries: list[str], prompts: list[str] | None) -> tuple[
     scored whole as the response to an empty prompt."""
     backbone = getattr(rm, "backbone", None)
     if reads_rendered_text(rm) and (prompts is None or getattr(backbone.tokenizer, "chat_template", None)):
-        pairs = [rendered_query(backbone, q) for q in queries]
+        pairs = [rendered_query(backbone, q, close_turn=not rm.accepts_steps) for q in queries]
         return [p for p, _ in pairs], [r for _, r in pairs]
     if prompts is None:
         return [""] * len(queries), list(queries)
