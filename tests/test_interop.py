@@ -93,22 +93,32 @@ def test_a_classifier_loads_by_hub_id_and_in_bf16(tmp_path, monkeypatch):
 EXPORT_CHECK = """
 import json, sys
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=False).eval()
-rows = json.loads(sys.argv[2])
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+pairs, encoder = json.loads(sys.argv[2]), sys.argv[3] == "encoder"
+rows = []
+for prompt, response in pairs:
+    if encoder:  # the model card's pair encoding
+        rows.append(tok(prompt, response)["input_ids"])
+    else:  # the documented plain format of a decoder without a chat template: prompt, blank line, response, eos
+        rows.append(tok(prompt + "\\n\\n" + response)["input_ids"] + [tok.eos_token_id])
 with torch.no_grad():
     logits = [model(input_ids=torch.tensor([ids])).logits[0].tolist() for ids in rows]
 print(json.dumps({"logits": logits, "nexus_imported": any(m.startswith("nexus") for m in sys.modules)}))
 """
 
 
-def plain_transformers_logits(folder, rows) -> torch.Tensor:
-    """Logits of an exported folder computed by a fresh interpreter that imports transformers only."""
+def plain_transformers_logits(folder, encoder: bool = False) -> torch.Tensor:
+    """Logits of an exported folder on PROMPTS and RESPONSES, computed by a fresh interpreter that
+    imports transformers only and builds the text itself."""
     import json
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(folder), json.dumps(rows)], capture_output=True,
+    pairs = json.dumps(list(zip(PROMPTS, RESPONSES)))
+    out = subprocess.run([sys.executable, "-c", EXPORT_CHECK, str(folder), pairs, "encoder" if encoder else "decoder"],
+                         capture_output=True,
                          text=True, check=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["nexus_imported"] is False
@@ -135,7 +145,7 @@ def test_export_writes_a_plain_sequence_classifier_with_the_nexus_rewards(tmp_pa
                     p.normal_(0.0, 0.5)
     rewards = rm.score(PROMPTS, RESPONSES).rewards
     rm.export_hf(tmp_path / "export")
-    logits = plain_transformers_logits(tmp_path / "export", rm.backbone.token_ids(PROMPTS, RESPONSES))
+    logits = plain_transformers_logits(tmp_path / "export", encoder=name == "tiny-bert")
     torch.testing.assert_close(logits[:, 0], rewards, atol=1e-5, rtol=0)
     # and back: importing the export gives the same RM rewards
     torch.testing.assert_close(nexus.load(tmp_path / "export").score(PROMPTS, RESPONSES).rewards, rewards,
@@ -187,7 +197,7 @@ def test_a_head_bias_folds_into_a_layernorm_bias_and_is_recorded_where_it_cannot
         else:
             with pytest.warns(UserWarning, match=r"no bias.*\[0\.5\].*nexus_reward_bias"):
                 rm.export_hf(tmp_path / name)
-        logits = plain_transformers_logits(tmp_path / name, rm.backbone.token_ids(PROMPTS, RESPONSES))[:, 0]
+        logits = plain_transformers_logits(tmp_path / name)[:, 0]
         torch.testing.assert_close(logits if folds else logits + 0.5, rewards, atol=1e-5, rtol=0)
         torch.testing.assert_close(nexus.load(tmp_path / name).score(PROMPTS, RESPONSES).rewards, rewards,
                                    atol=1e-5, rtol=0)

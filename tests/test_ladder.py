@@ -106,7 +106,7 @@ def _response_logprobs_by_hand(bb, prompt, response):
 
 
 def arithmetic_plain(prompt, response):
-    from nexus.backbones.backbone import PLAIN_TEMPLATE
+    from nexus.backbones.text import PLAIN_TEMPLATE
 
     return PLAIN_TEMPLATE.format(prompt=prompt, response=response)
 

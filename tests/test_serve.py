@@ -299,7 +299,7 @@ def test_openrlhf_bodies_as_sent_today_only_query_and_empty_lists():
         assert empty.status_code == 200 and empty.json() == {"rewards": [], "scores": [], "extra_logs": {}}
         alone = httpx.post(f"{url}/get_reward", json={"query": [PROMPTS[0] + RESPONSES[0]]}).json()["rewards"]
     # tiny-gpt2 has no chat template: a query without its prompt is read whole, as text given
-    from nexus.backbones.backbone import RenderedText
+    from nexus.backbones.text import RenderedText
 
     torch.testing.assert_close(torch.tensor(alone), rm.score([RenderedText(PROMPTS[0] + RESPONSES[0])], [""]).rewards,
                                atol=1e-5, rtol=0)
@@ -319,7 +319,7 @@ def test_classify_and_models_answer_as_vllm_does_and_refuse_what_they_cannot_rea
         assert bad.status_code == 422 and "'input'" in bad.json()["detail"]
         bad = httpx.post(f"{url}/classify", json={"input": ["a"], "use_activation": "no"})
         assert bad.status_code == 422 and "use_activation" in bad.json()["detail"]
-    from nexus.backbones.backbone import RenderedText
+    from nexus.backbones.text import RenderedText
 
     torch.testing.assert_close(raw, rm.score([RenderedText("1 + 2 = 3"), RenderedText("9")], ["", ""]).rewards,
                                atol=1e-5, rtol=0)

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from nexus.backbones.backbone import PLAIN_TEMPLATE
+from nexus.backbones.text import PLAIN_TEMPLATE
 
 
 class Policy(ABC):

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse
 import torch
 
 import nexus
-from nexus.backbones.backbone import RenderedText
+from nexus.backbones.text import RenderedText
 from nexus.base import RewardModel
 from nexus.serve.batcher import Batcher, CallerGone, Job, QueueFull
 from nexus.serve.clients import classify_inputs, classify_payload, models_payload, openrlhf_inputs

@@ -21,7 +21,7 @@ import time
 import uuid
 from typing import Any
 
-from nexus.backbones.backbone import RenderedText
+from nexus.backbones.text import RenderedText
 from nexus.serve.protocol import RequestError, check_strings, floats, json_type
 
 def reads_rendered_text(rm) -> bool:

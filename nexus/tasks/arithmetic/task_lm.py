@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
-from nexus.backbones.backbone import PLAIN_TEMPLATE
+from nexus.backbones.text import PLAIN_TEMPLATE
 from nexus.backbones.packaged import build_once, cache_dir
 from nexus.backbones.tokenizer import build_byte_tokenizer
 from nexus.tasks.arithmetic.problems import LEVELS, SPLITS, correct_solutions
