@@ -229,13 +229,15 @@ def test_flop_counter_matches_hand_counts():
 def test_flop_model_predicts_a_length_it_was_not_fitted_on():
     backbone = load_backbone("tiny-llama")
     model = FlopModel.fit(backbone, lengths=(8, 16))
-    # 2 layers: q, o 64x64, k, v 64x32, MLP 3 x 64x128 -> 2 FLOPs per weight per token
-    assert model.per_token == pytest.approx(2 * 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128))
+    # 2 layers: q, o 64x64, k, v 64x32, MLP 3 x 64x128 -> 2 FLOPs per weight per token. Some
+    # transformers versions compute the rotary angles as a matmul too (head_dim FLOPs per token,
+    # about 1e-4 of the total); the fit counts what the model runs.
+    assert model.per_token == pytest.approx(2 * 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128), rel=2e-4)
     assert model.per_pair == pytest.approx(2 * 4 * 64)  # 2 layers x 4 x hidden
     ids = torch.randint(0, 100, (3, 40))
     with torch.inference_mode():
         counted = count_flops(lambda: backbone.model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids)))[1]
-    assert model.sequences([40] * 3) == pytest.approx(counted)
+    assert model.sequences([40] * 3) == pytest.approx(counted, rel=2e-4)
 
 
 def test_fit_exponent_recovers_a_power_law():

@@ -68,6 +68,19 @@ def test_changed_gguf_gets_a_new_cache_directory(monkeypatch, tmp_path):
     assert first.name.startswith("smollm2-135m-") and first != second
 
 
+
+def test_another_transformers_version_converts_again(monkeypatch, tmp_path):
+    # transformers' GGUF tensor mapping changes between versions (5.17-5.22 dequantise Gemma-3 into
+    # noise): a conversion one version made must not be served to another.
+    import transformers
+
+    monkeypatch.setenv("NEXUS_CACHE", str(tmp_path))
+    monkeypatch.setattr(packaged, "_convert_once", lambda name, gguf, target: target)
+    first = packaged_model_dir("gemma3-270m")
+    monkeypatch.setattr(transformers, "__version__", transformers.__version__ + ".post1")
+    second = packaged_model_dir("gemma3-270m")
+    assert first.parent == second.parent == tmp_path and first != second
+
 # ---- slow: real weights -------------------------------------------------------------------------
 
 

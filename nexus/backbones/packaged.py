@@ -63,7 +63,8 @@ def packaged_model_dir(name: str) -> Path:
         A directory that `AutoModel.from_pretrained(path, local_files_only=True)` and
         `AutoTokenizer.from_pretrained(path, local_files_only=True)` load (no remote code needed). GGUF
         backbones are converted on the first call (tens of seconds, logged) into `cache_dir()/<name>-<key>`,
-        `key` a hash of the GGUF file's name and size, so a changed package converts again.
+        `key` a hash of the GGUF file's name and size and of the transformers version, so a changed
+        package or transformers converts again.
 
     Raises:
         ValueError: `name` is not in `PACKAGED`.
@@ -74,11 +75,20 @@ def packaged_model_dir(name: str) -> Path:
     if name == "minilm":
         return _minilm_dir()
     gguf = _smollm2_gguf() if name == "smollm2-135m" else _gemma3_gguf()
-    key = hashlib.sha256(f"{gguf.filename}:{gguf.size}".encode()).hexdigest()[:12]
+    key = _conversion_key(gguf)
     target = cache_dir() / f"{name}-{key}"
     if _is_complete(target):
         return target
     return _convert_once(name, gguf, target)
+
+
+def _conversion_key(gguf: "_Gguf") -> str:
+    """The cache key of a GGUF conversion: the file (name, size) and the transformers version that
+    dequantises it, since its tensor mapping changes between versions (a conversion made by one
+    with a wrong Gemma-3 mapping must not be served to another)."""
+    import transformers
+
+    return hashlib.sha256(f"{gguf.filename}:{gguf.size}:{transformers.__version__}".encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
