@@ -83,6 +83,16 @@ def test_supervision_options_and_collated_labels_sit_at_separators():
     assert (batch["labels"][~at_sep] == IGNORE).all()
 
 
+def test_the_text_ends_at_the_last_step_tag():
+    # Math-Shepherd-style PRMs are scored on "prompt, step tag, step tag, ...", read at each tag:
+    # the last step's tag closes the text, and no eos follows it.
+    rm = prm()
+    tok = rm.backbone.tokenizer
+    plain = tok("What is 2+3?\n\n2+3=5\n" + STEP_TOKEN + "The answer is 5" + STEP_TOKEN)["input_ids"]
+    ids = rm.step_token_ids(["What is 2+3?"], [["2+3=5\n", "The answer is 5"]])[0]
+    assert ids == plain and ids[-1] == tok.convert_tokens_to_ids(STEP_TOKEN)
+
+
 def test_step_token_is_reserved_and_truncation_is_an_error():
     rm = prm()
     with pytest.raises(ValueError, match=r"responses\[1\]\[0\] contains the reserved step token"):
