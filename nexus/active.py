@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from scipy import special
 
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import RewardModel
+from nexus.outputs import RewardOutput
 from nexus.data.formats import PairwiseExample
 from nexus.losses import probit_preference_logits
 

@@ -16,7 +16,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from nexus import checkpoint, losses
+from nexus import checkpoint, losses, registry
 from nexus.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from nexus.batching import PromptGroup, token_budget_batches
 from nexus.conversation import as_plain, is_conversation, key as as_key
@@ -27,7 +27,6 @@ from nexus.validation import check_positive_int, read_json_object
 
 # model_type -> class of every family defined so far; `RewardModel.__init_subclass__` fills it and
 # `nexus.models.get_model_class` reads it.
-MODEL_REGISTRY: dict[str, type] = {}
 
 # What a collated training batch hands to a model's forward: the padded inputs, plus the packed
 # rows of `Backbone.pack` where the collator shares prompts.
@@ -37,11 +36,9 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pool_index", "lo
 def labelled_logits_loss(forward, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
     """The training loss of a family with a logit per position 'b n' and float `labels` 'b n'
     (IGNORE where unlabelled; soft labels allowed): binary cross-entropy over the labelled positions."""
-    from nexus.data.collators import IGNORE
-
     logits = forward(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
     labels = batch["labels"]
-    given = labels != IGNORE
+    given = labels != losses.IGNORE
     return losses.binary_cross_entropy_loss(logits[given].float(), labels[given].float()), {"logits": logits}
 
 
@@ -76,17 +73,13 @@ class RewardModel(nn.Module, ABC):
     call_options: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
-        """A subclass that sets `model_type` registers itself under it (`MODEL_REGISTRY`), so that
+        """A subclass that sets `model_type` registers itself under it (`nexus.registry`), so that
         `nexus.load` finds it by the type in config.json; a second class claiming a taken type is an error."""
         super().__init_subclass__(**kwargs)
         model_type = cls.__dict__.get("model_type")
         if model_type is None:
             return
-        existing = MODEL_REGISTRY.get(model_type)
-        if existing is not None and (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ValueError(f"model_type {model_type!r} is already registered by "
-                             f"{existing.__module__}.{existing.__qualname__}; {cls.__qualname__} needs another")
-        MODEL_REGISTRY[model_type] = cls
+        registry.register(cls, model_type)
 
     def __init__(self, batch_size: int = 32):
         super().__init__()

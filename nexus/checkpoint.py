@@ -45,6 +45,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nexus import registry
+
 try:  # POSIX: a running save holds a lock on its temporary folder
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -89,11 +91,10 @@ def family_entries(model_type, model_cls=None) -> tuple[str, ...] | None:
         return None
     if model_cls is not None and getattr(model_cls, "model_type", None) == model_type:
         return (*BASE_ENTRIES, *model_cls.saved_entries)
-    from nexus.models import MODEL_TYPES, get_model_class
-
-    if model_type not in MODEL_TYPES:
+    known = registry.known_types()
+    if model_type not in known:
         return None
-    return (*BASE_ENTRIES, *get_model_class(model_type).saved_entries)
+    return (*BASE_ENTRIES, *known[model_type].saved_entries)
 
 
 def _allowed(entry: Path, patterns: tuple[str, ...]) -> bool:

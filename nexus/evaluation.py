@@ -10,7 +10,8 @@ import numpy as np
 from scipy import special
 
 from nexus import metrics
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import RewardModel
+from nexus.outputs import RewardOutput
 from nexus.data.formats import PairwiseExample
 
 

@@ -29,6 +29,11 @@ __all__ = [
 ]
 
 
+# A position without a label (the ignore_index of token classification): collators write it,
+# losses skip it.
+IGNORE = -100.0
+
+
 def _check_same_1d(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
     """Raises ValueError unless ``a`` and ``b`` are non-empty 1-D tensors of one shape.
 

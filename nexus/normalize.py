@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from nexus.outputs import RewardOutput
+
 if TYPE_CHECKING:
-    from nexus.base import RewardModel, RewardOutput
+    from nexus.base import RewardModel
 
 
 def _as_float64(values: Any, name: str) -> Tensor:
@@ -157,8 +159,6 @@ class Normalizer(ABC):
     def apply(self, out: "RewardOutput") -> "RewardOutput":
         """A copy of `out` with normalised rewards, the raw ones in extras["raw_rewards"] and the
         uncertainty scaled by the same factor (affine normalisers; clipping leaves it)."""
-        from nexus.base import RewardOutput
-
         rewards, factor = self.transform(out.rewards)
         uncertainty = None if out.uncertainty is None else out.uncertainty * factor
         extras = {**(out.extras or {}), "raw_rewards": out.rewards}

@@ -125,7 +125,7 @@ def test_lm_head_loads_the_head_without_appending_log_likelihood_features(tmp_pa
     ("arith-lm-s3", ("3", None)), ("arith-lm-s12@shifted_ops", ("12", "shifted_ops")),
 ])
 def test_task_lm_names_carry_seed_and_split(name, groups):
-    from nexus.backbones import ARITH_LM_NAME
+    from nexus.tasks.arithmetic.task_lm import ARITH_LM_NAME
 
     assert ARITH_LM_NAME.fullmatch(name).groups() == groups
     assert ARITH_LM_NAME.fullmatch("arith-lm-sx") is None and ARITH_LM_NAME.fullmatch("arith-lm@") is None

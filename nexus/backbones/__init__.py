@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -11,12 +10,12 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 from nexus.backbones.backbone import Backbone
 from nexus.backbones.hub import local_or_hub, torch_dtype
 from nexus.backbones.lora import LoraSpec
+from nexus.backbones.names import resolve_name
 from nexus.backbones.packaged import PACKAGED
 from nexus.backbones.tiny import TINY, build_tiny
 
+# The names `load_backbone` knows without a path (the task LMs come from `nexus.backbones.names`).
 BUILTIN = (*TINY, "arith-lm", "arith-lm-ladder", *PACKAGED)
-# arith-lm[-s<pretraining seed>][@<split>], e.g. arith-lm, arith-lm@shifted, arith-lm-s3
-ARITH_LM_NAME = re.compile(r"arith-lm(?:-s(\d+))?(?:@(\w+))?")
 
 
 def resolve_backbone_dir(name_or_path: str, revision: str | None = None) -> Path | None:
@@ -24,18 +23,9 @@ def resolve_backbone_dir(name_or_path: str, revision: str | None = None) -> Path
     local directory, or a hub id resolved through the Hugging Face cache (`nexus.backbones.hub`)."""
     if name_or_path in TINY:
         return None
-    if name_or_path == "arith-lm-ladder":  # the difficulty ladder's task LM, shipped with nexus
-        from nexus.tasks.arithmetic.task_lm import ladder_lm_dir
-
-        return ladder_lm_dir()
-    task_lm = ARITH_LM_NAME.fullmatch(name_or_path)
-    if task_lm:
-        from nexus.tasks.arithmetic.task_lm import ArithLMConfig, arith_lm_dir
-
-        # "arith-lm@shifted": trained on another split; "arith-lm-s3": pretraining seed 3
-        # (differently pretrained members of an ensemble, Eisenstein et al. 2023).
-        seed, split = task_lm.groups()
-        return arith_lm_dir(ArithLMConfig(split=split or "id", seed=int(seed or 0)))
+    provided = resolve_name(name_or_path)  # a name a task provides (the arithmetic task's LMs)
+    if provided is not None:
+        return provided
     if name_or_path in PACKAGED:
         from nexus.backbones.packaged import packaged_model_dir
 

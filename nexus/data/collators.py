@@ -17,6 +17,7 @@ import torch
 from nexus.backbones import Backbone
 from nexus.batching import shared_prefix_length
 from nexus.data.formats import PairwiseExample
+from nexus.losses import IGNORE  # noqa: F401  (collated labels use it; importers take it from here)
 from nexus.validation import check_positive_int
 
 
@@ -85,9 +86,6 @@ class PairwiseCollator:
         if self.bootstrap_members:
             batch["member_weights"] = bootstrap_weights(examples, self.bootstrap_members, self.seed)
         return batch
-
-
-IGNORE = -100.0  # a position without a label (as the ignore_index of token classification)
 
 
 def objective_labels(example: PairwiseExample, objectives: Sequence[str], index: int) -> list[float] | None:

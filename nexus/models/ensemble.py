@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from nexus.backbones import Backbone, load_backbone
 from nexus.backbone_model import BACKBONE_DIR, BackboneRewardModel
-from nexus.base import MODEL_INPUTS, RewardOutput
+from nexus.base import MODEL_INPUTS
+from nexus.outputs import RewardOutput
 from nexus.heads import ScalarHead
 from nexus.losses import probit_preference_logits, reward_centering_loss, weighted_preference_loss
 from nexus.validation import check_positive_int

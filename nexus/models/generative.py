@@ -26,7 +26,7 @@ from transformers import AutoModelForCausalLM
 from nexus import prompts as templates_lib
 from nexus.backbones import Backbone, LoraSpec, resolve_backbone_dir
 from nexus.backbone_model import BACKBONE_DIR, BackboneRewardModel
-from nexus.base import RewardOutput
+from nexus.outputs import RewardOutput
 from nexus.conversation import as_plain
 from nexus.inputs import validate_inputs
 from nexus.batching import PACKED_MAX_TOKENS, PromptGroup, prompt_groups

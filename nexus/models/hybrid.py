@@ -16,7 +16,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import RewardModel
+from nexus.outputs import RewardOutput
 from nexus.models.rules import RulesRewardModel
 from nexus.normalize import BatchStandardize, FixedStandardize, Normalizer, as_normalizer
 

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from nexus.backbones import Backbone
 from nexus.backbone_model import BackboneRewardModel
-from nexus.base import RewardOutput
+from nexus.outputs import RewardOutput
 from nexus.data.collators import IGNORE, MultiObjectiveCollator, objective_labels
 from nexus.data.formats import PairwiseExample
 from nexus.heads import MultiObjectiveHead, zero_linear_bias

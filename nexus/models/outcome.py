@@ -17,7 +17,8 @@ from torch import Tensor
 from nexus.backbones import Backbone
 from nexus.backbones.pooling import last_token_index
 from nexus.backbone_model import BackboneRewardModel
-from nexus.base import RewardOutput, labelled_logits_loss
+from nexus.base import labelled_logits_loss
+from nexus.outputs import RewardOutput
 from nexus.heads import ScalarHead
 
 

@@ -20,7 +20,8 @@ from torch import Tensor
 
 from nexus.backbones import Backbone
 from nexus.backbone_model import BackboneRewardModel
-from nexus.base import RewardOutput, labelled_logits_loss
+from nexus.base import labelled_logits_loss
+from nexus.outputs import RewardOutput
 from nexus.heads import ScalarHead
 
 STEP_TOKEN = "<|step|>"

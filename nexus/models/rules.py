@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from nexus.base import RewardModel, RewardOutput
+from nexus.base import RewardModel
+from nexus.outputs import RewardOutput
 from nexus.rule_functions import RULES, Rule
 
 DEFAULT_FUNCTIONS = ("length", "repetition", "toxicity")

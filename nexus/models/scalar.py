@@ -11,7 +11,7 @@ from torch import Tensor
 
 from nexus.backbone_model import BackboneRewardModel
 from nexus.backbones import Backbone
-from nexus.base import RewardOutput
+from nexus.outputs import RewardOutput
 from nexus.batching import PromptGroup
 from nexus.heads import ScalarHead, zero_linear_bias
 

@@ -24,7 +24,7 @@ from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
-from nexus.base import RewardOutput
+from nexus.outputs import RewardOutput
 
 
 def best_of_n_expectation(scores: Sequence[float], gold: Sequence[float], n: int) -> float:

@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
 from nexus.backbones.text import PLAIN_TEMPLATE
+from nexus.backbones.names import register_names
 from nexus.backbones.packaged import build_once, cache_dir
 from nexus.backbones.tokenizer import build_byte_tokenizer
 from nexus.tasks.arithmetic.problems import LEVELS, SPLITS, correct_solutions
@@ -256,6 +258,27 @@ def main(argv=None) -> None:
     print(path)
     if shipping:
         print(f"shipped to {SHIPPED_DIR}; SHIPPED_SHA256 = {ship(path)!r}")
+
+
+# arith-lm[-s<pretraining seed>][@<split>], e.g. arith-lm, arith-lm@shifted, arith-lm-s3
+ARITH_LM_NAME = re.compile(r"arith-lm(?:-s(\d+))?(?:@(\w+))?")
+
+
+def resolve_task_lm(name: str) -> Path | None:
+    """The directory of a task LM named `name` (trained on first use), or None for other names:
+    "arith-lm-ladder", the difficulty ladder's LM shipped with nexus; "arith-lm@shifted", trained on
+    another split; "arith-lm-s3", pretraining seed 3 (differently pretrained members of an
+    ensemble, Eisenstein et al. 2023)."""
+    if name == "arith-lm-ladder":
+        return ladder_lm_dir()
+    match = ARITH_LM_NAME.fullmatch(name)
+    if match is None:
+        return None
+    seed, split = match.groups()
+    return arith_lm_dir(ArithLMConfig(split=split or "id", seed=int(seed or 0)))
+
+
+register_names("arith-lm, arith-lm-ladder", resolve_task_lm)
 
 
 if __name__ == "__main__":
