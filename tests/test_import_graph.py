@@ -21,8 +21,10 @@ def test_cycles_count_imports_inside_functions_and_name_the_ones_that_dodge_a_cy
     write(tmp_path, "pkg/c.py", "import pkg.a\nimport json\n")              # c -> a closes a-b-c
     write(tmp_path, "pkg/sub/__init__.py", "from .d import X\n")            # sub -> sub.d
     write(tmp_path, "pkg/sub/d.py", "X = 1\ndef g():\n    from pkg.sub import X\n")  # sub.d -> sub
+    write(tmp_path, "pkg/e.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\n")
+    write(tmp_path, "pkg/f.py", "import pkg.e\n")  # e's import never runs: no e -> a arrow, no cycle
     out = report(tmp_path, ("pkg",))
-    assert out["modules"] == 6
+    assert out["modules"] == 8 and out["arrows"] == 6
     assert out["cycles"] == [["pkg.a", "pkg.b", "pkg.c"], ["pkg.sub", "pkg.sub.d"]]
     assert out["largest_cycle"] == 3
     assert out["imports_in_functions"] == 2

@@ -3,7 +3,7 @@
 Reads every module's source with `ast` (nothing is imported or run) and draws an arrow A -> B for
 each `import B` / `from B import x` in A that names a module of the package, at module level or
 inside a function body. `from pkg import name` points at `pkg.name` when that is a module, else at
-`pkg`. It prints:
+`pkg`. Imports under `if TYPE_CHECKING:` never run and draw no arrow. It prints:
 
 - the number of modules and arrows (module level / inside functions);
 - every import cycle (strongly connected component of more than one module), largest first, and
@@ -57,6 +57,18 @@ def _inside_function(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
+def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Whether `node` sits under `if TYPE_CHECKING:`, an import that never runs."""
+    while node in parents:
+        child, node = node, parents[node]
+        if isinstance(node, ast.If) and child in node.body:
+            test = node.test
+            if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+                    isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"):
+                return True
+    return False
+
+
 def import_edges(modules: dict[str, Path]) -> list[dict]:
     """Every import arrow between modules of the package: {source, target, line, in_function}."""
     edges = []
@@ -75,6 +87,8 @@ def import_edges(modules: dict[str, Path]) -> list[dict]:
                     anchor = anchor[:len(anchor) - (node.level - 1)]
                     base = ".".join([*anchor, base] if base else anchor)
                 targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+            if targets and _type_checking_only(node, parents):
+                continue
             for target in targets:
                 resolved = _resolve(target, modules)
                 if resolved and resolved != name:
