@@ -25,9 +25,6 @@ from nexus.outputs import RewardOutput, gather_outputs
 from nexus.validation import check_positive_int, read_json_object
 
 
-# model_type -> class of every family defined so far; `RewardModel.__init_subclass__` fills it and
-# `nexus.models.get_model_class` reads it.
-
 # What a collated training batch hands to a model's forward: the padded inputs, plus the packed
 # rows of `Backbone.pack` where the collator shares prompts.
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids", "pool_index", "logprob_index")

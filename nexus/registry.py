@@ -16,6 +16,7 @@ import pkgutil
 MODEL_REGISTRY: dict[str, type] = {}
 # The package whose modules are the built-in families.
 FAMILIES_PACKAGE = "nexus.models"
+_families_imported = False
 
 
 def register(cls: type, model_type: str) -> None:
@@ -29,10 +30,14 @@ def register(cls: type, model_type: str) -> None:
 
 
 def import_package_families() -> None:
-    """Import every module of `FAMILIES_PACKAGE`, so that each built-in family is registered."""
+    """Import every module of `FAMILIES_PACKAGE` (once), so that each built-in family is registered."""
+    global _families_imported
+    if _families_imported:
+        return
     package = importlib.import_module(FAMILIES_PACKAGE)
     for info in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{FAMILIES_PACKAGE}.{info.name}")
+    _families_imported = True
 
 
 def known_types() -> dict[str, type]:

@@ -18,7 +18,8 @@ _RESOLVERS: dict[str, Callable[[str], Path | None]] = {}
 
 
 def register_names(label: str, resolver: Callable[[str], Path | None]) -> None:
-    """Add (or replace) the resolver `label` (the names it serves, for error messages)."""
+    """Add the resolver `label` (the names it serves); registering a label again replaces it, so a
+    reloaded provider module does not ask twice."""
     _RESOLVERS[label] = resolver
 
 

@@ -1,9 +1,9 @@
-"""The registry of reward-model types: `model_type` in config.json -> class.
+"""The reward-model families, one module each, and the lookup of a `model_type` (config.json) to
+its class (kept in `nexus.registry`, which each `RewardModel` subclass with a `model_type` joins).
 
-A family registers itself by defining a `RewardModel` subclass with a `model_type`
-(`RewardModel.__init_subclass__`, into `nexus.registry`). The families of this package are imported
-on the first lookup; one defined elsewhere is known once its module is imported. Adding a family to the package is its
-module here plus its YAML in `experiments/conf/model/`.
+The families of this package are imported on the first lookup; one defined elsewhere is known once
+its module is imported. Adding a family to the package is its module here plus its YAML in
+`experiments/conf/model/`.
 """
 
 from __future__ import annotations
